@@ -1,0 +1,198 @@
+"""Datasets as whole device tensors: torchvision-backed images, a local mirror, a synthetic task.
+
+A dataset is small enough to live on the device as one tensor per split, so training batches are
+index slices (no DataLoader, no per-sample Python). Images are flattened in channel-first order,
+the layout `ToTensor()` + `flatten` gives, with pixels scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import pathlib
+import shutil
+import struct
+from dataclasses import dataclass
+
+import torch
+
+DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
+
+# name -> (torchvision class, subfolder of the root it reads, image shape (C, H, W), classes)
+_TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw", (1, 28, 28), 10),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", (1, 28, 28), 10),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", (3, 32, 32), 10),
+    "cifar100": ("CIFAR100", "cifar-100-python", (3, 32, 32), 100),
+}
+_MIRROR_GZ_FOLDERS = ("MNIST", "FashionMNIST")  # <Name>/raw/*.gz, decompressed on install
+_MIRROR_TREES = ("cifar-10-batches-py", "cifar-100-python")  # copied as they are
+_HOW_TO_FILL = (
+    "run `pepita-lab data --mirror PATH` or pass --data-dir (or set PEPITA_LAB_DATA), "
+    "or connect to the internet so torchvision can download"
+)
+
+
+class DataNotFoundError(RuntimeError):
+    """The files of a dataset are not in the data folder and could not be fetched."""
+
+
+@dataclass
+class TensorData:
+    """Both splits of a dataset as tensors on one device."""
+
+    name: str
+    x_train: torch.Tensor  # (N, d) float32 in [0, 1]
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor  # (M, d)
+    y_test: torch.Tensor  # (M,)
+    image_shape: tuple[int, int, int]  # (C, H, W); synthetic: (1, 1, d)
+    n_classes: int
+
+    @property
+    def n_features(self) -> int:
+        """Input size d of a flattened sample."""
+        return self.x_train.shape[1]
+
+    def to(self, device) -> "TensorData":
+        """A copy with all four tensors on `device`."""
+        moved = {f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")}
+        return dataclasses.replace(self, **moved)
+
+
+def resolve_data_dir(data_dir=None) -> pathlib.Path:
+    """The data folder: `data_dir` if given, else $PEPITA_LAB_DATA, else ./data (absolute path)."""
+    chosen = data_dir if data_dir is not None else os.environ.get("PEPITA_LAB_DATA") or "data"
+    return pathlib.Path(chosen).expanduser().absolute()
+
+
+def load_data(
+    name, *, data_dir=None, subset=None, device="cpu", download=True, seed=0,
+    synthetic_size=(5000, 1000), synthetic_features=32, synthetic_classes=10,
+) -> TensorData:
+    """Load dataset `name` (one of DATASET_NAMES) as tensors on `device`.
+
+    Image datasets come from torchvision under `resolve_data_dir(data_dir)`; if their files are
+    missing they are downloaded when `download` is true, else DataNotFoundError is raised.
+    `subset` keeps the first `subset` training samples; the test split stays whole.
+    "synthetic" needs no files: Gaussian inputs (synthetic_size = (n_train, n_test) samples of
+    `synthetic_features`) labelled by a random tanh teacher net, the same for the same `seed`.
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
+    if subset is not None and (type(subset) is not int or subset < 1):  # bool is an int too
+        raise ValueError(f"subset must be an int >= 1 or None, got {subset!r}")
+    if name != "synthetic":
+        return _load_torchvision(name, resolve_data_dir(data_dir), download, subset, device)
+    data = _synthetic_teacher(*synthetic_size, synthetic_features, synthetic_classes, seed)
+    data = dataclasses.replace(data, x_train=data.x_train[:subset], y_train=data.y_train[:subset])
+    return data.to(device)
+
+
+def _synthetic_teacher(n_train, n_test, n_features, n_classes, seed=0) -> TensorData:
+    """Gaussian inputs labelled by a random tanh teacher net (64 hidden units), on the CPU.
+
+    Everything is drawn from one generator seeded with `seed`, so the task is the same on every
+    machine; train and test share the teacher.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    w_hidden = torch.randn(n_features, 64, generator=gen) / n_features**0.5  # (d, 64)
+    w_out = torch.randn(64, n_classes, generator=gen) / 8.0  # (64, k)
+    x = torch.randn(n_train + n_test, n_features, generator=gen)  # (n, d)
+    logits = torch.tanh(x @ w_hidden) @ w_out  # (n, k)
+    # A raw random teacher lets a few classes win almost everywhere; standardising each logit
+    # over the drawn inputs (part of the teacher, fixed by the seed) gives every class a share.
+    logits = (logits - logits.mean(0)) / logits.std(0)
+    y = logits.argmax(1)  # (n,)
+    return TensorData("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                      (1, 1, n_features), n_classes)
+
+
+def _load_torchvision(name, root, download, subset, device) -> TensorData:
+    _, _, image_shape, n_classes = _TORCHVISION[name]
+    train = _open_torchvision(name, root, True, download)
+    test = _open_torchvision(name, root, False, download)
+    x_train, y_train = _dataset_tensors(train, subset, device)
+    x_test, y_test = _dataset_tensors(test, None, device)
+    return TensorData(name, x_train, y_train, x_test, y_test, image_shape, n_classes)
+
+
+def _open_torchvision(name, root, train, download):
+    """The torchvision dataset object, or DataNotFoundError with a message a user can act on."""
+    import torchvision.datasets  # here, not at the top: a second of import the synthetic task skips
+
+    cls = getattr(torchvision.datasets, _TORCHVISION[name][0])
+    try:
+        return cls(root, train=train, download=False)
+    except Exception as err:  # torchvision says RuntimeError; a damaged file can raise others
+        reason = f"torchvision: {_summary(err)}"
+    if download:
+        try:
+            return cls(root, train=train, download=True)
+        except Exception as err:  # offline: URLError (CIFAR), RuntimeError naming mirrors (MNIST)
+            reason = f"download failed: {_summary(err)}"
+    folder = root / _TORCHVISION[name][1]
+    raise DataNotFoundError(
+        f"{name} not found in {folder} (data folder {root}; {reason}). To fill it, {_HOW_TO_FILL}."
+    ) from None  # the message says it all; torchvision's traceback would only bury it
+
+
+def _summary(err) -> str:
+    """torchvision's error on one line (its download error spans one line per mirror)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:3]) or type(err).__name__
+
+
+def _dataset_tensors(ds, subset, device):
+    """(x, y) from a torchvision dataset's raw arrays: x (N, d) float32 in [0, 1], y (N,) int64."""
+    x = torch.as_tensor(ds.data)[:subset]  # uint8 (N, H, W) or CIFAR's (N, H, W, C)
+    if x.ndim == 4:
+        x = x.permute(0, 3, 1, 2)  # (N, C, H, W): the order ToTensor gives
+    # Move the uint8 pixels first: a quarter of the float32 traffic to the device.
+    x = x.to(device).reshape(len(x), -1).float().div_(255)  # (N, d)
+    y = torch.as_tensor(ds.targets, dtype=torch.int64)[:subset].to(device)  # (N,)
+    return x, y
+
+
+def install_mirror(src, dst=None) -> list[pathlib.Path]:
+    """Fill data folder `dst` (default: `resolve_data_dir()`) from a mirror in torchvision's layout.
+
+    MNIST/FashionMNIST `raw/*.gz` files are written decompressed, since that is what torchvision
+    checks for before it would download; CIFAR folders are copied. Files already there with the
+    right size are kept. Returns every file written or found.
+    """
+    src, dst = pathlib.Path(src).expanduser(), resolve_data_dir(dst)
+    installed = []
+    for folder in _MIRROR_GZ_FOLDERS:
+        for gz in sorted((src / folder / "raw").glob("*.gz")):
+            installed.append(_gunzip(gz, dst / folder / "raw" / gz.stem))
+    for folder in _MIRROR_TREES:
+        if (src / folder).is_dir():
+            shutil.copytree(src / folder, dst / folder, dirs_exist_ok=True,
+                            copy_function=_copy_if_new)
+            installed += sorted(p for p in (dst / folder).rglob("*") if p.is_file())
+    if not installed:
+        wanted = ", ".join([f"{f}/raw/*.gz" for f in _MIRROR_GZ_FOLDERS] + list(_MIRROR_TREES))
+        raise DataNotFoundError(f"no dataset files in mirror {src} (looked for {wanted})")
+    return installed
+
+
+def _gunzip(gz: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+    with open(gz, "rb") as f:  # gzip's last 4 bytes: the decompressed size (mod 2**32)
+        f.seek(-4, os.SEEK_END)
+        size = struct.unpack("<I", f.read(4))[0]
+    if out.is_file() and out.stat().st_size == size:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")  # renamed when complete: no half file is ever found
+    with gzip.open(gz, "rb") as fin, open(part, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    part.replace(out)
+    return out
+
+
+def _copy_if_new(src, dst):
+    if os.path.isfile(dst) and os.path.getsize(dst) == os.path.getsize(src):
+        return dst  # also makes installing a folder onto itself harmless
+    return shutil.copy2(src, dst)

@@ -1,0 +1,179 @@
+"""The training loop: epochs of index-sliced batches, a rule's factors folded into SGD with
+momentum, evaluation on the test set after every epoch. Torch only; no printing beyond the
+progress bar. Records (xarray) and the run store build on top of this module.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import RunConfig, validate
+from .data import TensorData, load_data
+from .devices import resolve_device, synchronize
+from .nets import Net, init_net
+from .rules import Factors, make_rule
+from .rules.common import pre_activation
+
+HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
+
+
+class Callback(Protocol):
+    """Hooks the loop calls; implement any subset (records, live charts, checkpoints)."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer", factors: Factors) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer") -> None: ...
+
+
+@dataclass
+class History:
+    """Per-epoch scalars (plain floats); `epoch` counts completed epochs from 1."""
+
+    epoch: list[int] = field(default_factory=list)
+    values: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [] for k in HISTORY_FIELDS})
+
+    def append(self, epoch: int, **values: float) -> None:
+        self.epoch.append(epoch)
+        for k in HISTORY_FIELDS:
+            self.values[k].append(float(values[k]))
+
+    def last(self, key: str) -> float:
+        return self.values[key][-1]
+
+
+def lr_at(config: RunConfig, epoch_index: int) -> float:
+    """Learning rate of 0-based epoch `epoch_index`: x gamma after each milestone epoch."""
+    n_decays = sum(1 for m in config.lr_milestones if m <= epoch_index)
+    return config.lr * config.lr_gamma ** n_decays
+
+
+class Trainer:
+    """Owns a run's state (net, momentum, generators, history) and steps it through epochs."""
+
+    def __init__(self, config: RunConfig, data: TensorData | None = None, *,
+                 callbacks: tuple = (), progress: bool = True):
+        self.config = validate(config)
+        self.device = resolve_device(config.device)
+        if data is None:
+            data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
+                             device=self.device, download=config.download, seed=config.seed)
+        self.data = data.to(self.device)
+        self.net: Net = init_net(config, data.n_features, data.n_classes, self.device)
+        self.velocity = [torch.zeros_like(p) for p in self.net.params()]
+        self.rule = make_rule(config)
+        # Data order on the CPU (bitwise repeatable everywhere); dropout masks on the device.
+        self.order_gen = torch.Generator().manual_seed(config.seed + 1)
+        self.mask_gen = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.eye = torch.eye(data.n_classes, device=self.device)
+        self.history = History()
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed steps
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self._masks = [torch.empty(config.batch_size, n, device=self.device)
+                       for n in config.hidden]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.data.x_train.shape[0] // self.config.batch_size)
+
+    def _emit(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+
+    def dropout_masks(self, batch: int) -> list[Tensor] | None:
+        keep = self.config.keep_prob
+        if keep >= 1.0:
+            return None
+        masks = [m[:batch] for m in self._masks]
+        for m in masks:  # in place: no per-step allocation
+            m.bernoulli_(keep, generator=self.mask_gen).div_(keep)
+        return masks
+
+    def apply(self, f: Factors, lr: float) -> None:
+        """`v = momentum v + lr dW; W -= v`, with `dW = delta^T a / B` fused into one addmm."""
+        B = f.probs.shape[0]
+        m = self.config.momentum
+        n_w = len(self.net.weights)
+        for l, W in enumerate(self.net.weights):
+            v = self.velocity[l]
+            v.addmm_(f.deltas[l].T, f.inputs[l], beta=m, alpha=lr / B)
+            W.sub_(v)
+        for l, b in enumerate(self.net.biases or []):
+            v = self.velocity[n_w + l]
+            v.mul_(m).add_(f.deltas[l].sum(0), alpha=lr / B)
+            b.sub_(v)
+
+    @torch.no_grad()
+    def train_epoch(self, bar=None, should_stop: Callable[[], bool] | None = None) -> bool:
+        """One epoch; returns False if `should_stop` interrupted it (the epoch is not counted)."""
+        cfg, data = self.config, self.data
+        lr = lr_at(cfg, self.epoch)
+        N = data.x_train.shape[0]
+        perm = torch.randperm(N, generator=self.order_gen).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        start = time.perf_counter()
+        for i in range(0, N, cfg.batch_size):
+            if should_stop is not None and should_stop():
+                return False
+            idx = perm[i:i + cfg.batch_size]
+            x, y = data.x_train[idx], data.y_train[idx]  # (B, d), (B,)
+            f = self.rule(self.net, x, self.eye[y], self.dropout_masks(len(idx)))
+            self.apply(f, lr)
+            p_true = f.probs.gather(1, y[:, None])
+            loss_sum -= p_true.clamp_min(1e-30).log().sum()
+            correct += (f.probs.argmax(1) == y).sum()
+            self.step += 1
+            self._emit("on_step_end", f)
+            if bar is not None:
+                bar.update(1)
+        test_loss, test_acc = self.evaluate(data.x_test, data.y_test)
+        synchronize(self.device)
+        self.epoch += 1
+        self.history.append(self.epoch, epoch_lr=lr, train_loss=loss_sum.item() / N,
+                            train_acc=correct.item() / N, test_loss=test_loss,
+                            test_acc=test_acc, epoch_time=time.perf_counter() - start)
+        return True
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of the net (no dropout) on (x, y), in chunks."""
+        loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for i in range(0, x.shape[0], self.config.eval_batch_size):
+            xb, yb = x[i:i + self.config.eval_batch_size], y[i:i + self.config.eval_batch_size]
+            logits = self.logits(xb)
+            loss += torch.nn.functional.cross_entropy(logits, yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+        return loss.item() / x.shape[0], correct.item() / x.shape[0]
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Output pre-activations of the net without dropout."""
+        h, L = x, len(self.net.weights)
+        for l, W in enumerate(self.net.weights):
+            h = pre_activation(W, h, None if self.net.biases is None else self.net.biases[l])
+            h = torch.relu(h) if l < L - 1 else h
+        return h
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> str:
+        """Train until `config.epochs` epochs are complete; returns "completed" or "stopped"."""
+        self._emit("on_train_start")
+        remaining = self.config.epochs - self.epoch
+        with tqdm(total=remaining * self.steps_per_epoch, unit="step", disable=not self.progress,
+                  desc=f"{self.config.rule} {self.config.dataset}", leave=False) as bar:
+            while self.epoch < self.config.epochs:
+                if not self.train_epoch(bar, should_stop):
+                    return "stopped"
+                bar.set_postfix(epoch=self.epoch, test_acc=f"{self.history.last('test_acc'):.4f}")
+                self._emit("on_epoch_end")
+        return "completed"

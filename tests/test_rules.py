@@ -1,0 +1,187 @@
+"""Oracle tests: each rule's batched update against a naive per-sample loop written straight
+from the equations in docs/pepita.md, and BP against autograd."""
+
+import pytest
+import torch
+
+from pepita_lab.rules import (bp_updates, dfa_updates, drtp_updates, fa_updates,
+                              pepita_factors, pepita_updates, updates_from_factors)
+
+D = torch.float64  # oracles compare to 1e-10, not to float32 noise
+SIZES = [7, 6, 5, 4]  # d, two hidden layers, C
+
+
+def relu(v):
+    return torch.clamp(v, min=0.0)
+
+
+def softmax(v):
+    z = torch.exp(v - v.max())
+    return z / z.sum()
+
+
+def make_problem(seed=0, B=5, sizes=SIZES):
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=D) * 0.7
+               for i in range(len(sizes) - 1)]
+    x = torch.rand(B, sizes[0], generator=g, dtype=D)
+    y = torch.randint(0, sizes[-1], (B,), generator=g)
+    target = torch.nn.functional.one_hot(y, sizes[-1]).double()
+    F = torch.randn(sizes[0], sizes[-1], generator=g, dtype=D) * 0.5
+    masks = [(torch.rand(B, n, generator=g, dtype=D) < 0.7).double() / 0.7 for n in sizes[1:-1]]
+    return weights, x, target, F, masks
+
+
+def naive_forward(weights, x, masks, b):
+    """One sample: h_l = relu(W_l h_{l-1}) * m_l, softmax at the top."""
+    hs = [x]
+    for l, W in enumerate(weights):
+        a = W @ hs[-1]
+        if l < len(weights) - 1:
+            h = relu(a)
+            hs.append(h * masks[l][b] if masks is not None else h)
+        else:
+            hs.append(softmax(a))
+    return hs
+
+
+def naive_pepita(weights, x, target, F, sign, output_error, masks):
+    B, L = x.shape[0], len(weights)
+    dW = [torch.zeros_like(W) for W in weights]
+    for b in range(B):
+        hs = naive_forward(weights, x[b], masks, b)
+        e = hs[-1] - target[b]
+        x_err = x[b] + sign * (F @ e)
+        hs_err = naive_forward(weights, x_err, masks, b)
+        e_err = hs_err[-1] - target[b]
+        for l in range(L - 1):
+            dW[l] += torch.outer(hs[l + 1] - hs_err[l + 1], hs_err[l])
+        e_out = e_err if output_error == "modulated" else e
+        dW[-1] += torch.outer(e_out, hs_err[L - 1])
+    return [d / B for d in dW]
+
+
+def naive_backward(weights, x, target, carry):
+    """One backward pass per sample; `carry(l, delta_next, e, t)` gives dL/dh_l."""
+    B, L = x.shape[0], len(weights)
+    dW = [torch.zeros_like(W) for W in weights]
+    for b in range(B):
+        hs = naive_forward(weights, x[b], None, b)
+        e = hs[-1] - target[b]
+        delta = e
+        dW[-1] += torch.outer(delta, hs[L - 1])
+        for l in range(L - 2, -1, -1):
+            delta = carry(l, delta, e, target[b]) * (hs[l + 1] > 0).double()
+            dW[l] += torch.outer(delta, hs[l])
+    return [d / B for d in dW]
+
+
+def assert_all_close(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("output_error", ["modulated", "clean"])
+@pytest.mark.parametrize("use_masks", [False, True])
+def test_pepita_matches_per_sample_loop(sign, output_error, use_masks):
+    weights, x, target, F, masks = make_problem()
+    masks = masks if use_masks else None
+    got = pepita_updates(weights, x, target, F, sign=sign, output_error=output_error,
+                         masks=masks)
+    assert_all_close(got, naive_pepita(weights, x, target, F, sign, output_error, masks))
+
+
+def test_pepita_variants_differ():
+    """The oracle comparison above would be vacuous if the options changed nothing."""
+    weights, x, target, F, masks = make_problem()
+    a = pepita_updates(weights, x, target, F)
+    b = pepita_updates(weights, x, target, F, sign=-1.0)
+    c = pepita_updates(weights, x, target, F, output_error="clean")
+    assert not torch.allclose(a[0], b[0])
+    assert not torch.allclose(a[-1], c[-1])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_fused_first_layer_equals_plain(sign):
+    weights, x, target, F, masks = make_problem(seed=3)
+    plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
+    fused = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
+                           fused_first_layer=True)
+    assert_all_close(updates_from_factors(fused), updates_from_factors(plain))
+
+
+def test_pepita_builds_no_graph_and_leaves_F_alone():
+    weights, x, target, F, masks = make_problem()
+    weights = [W.clone().requires_grad_(True) for W in weights]
+    F_before = F.clone()
+    dW = pepita_updates(weights, x, target, F, masks=masks)
+    assert all(d.grad_fn is None and not d.requires_grad for d in dW)
+    assert torch.equal(F, F_before)
+
+
+def test_bp_matches_autograd_and_per_sample_loop():
+    weights, x, target, _, _ = make_problem()
+    ws = [W.clone().requires_grad_(True) for W in weights]
+    h = x
+    for W in ws[:-1]:
+        h = relu(h @ W.T)
+    logits = h @ ws[-1].T
+    loss = torch.nn.functional.cross_entropy(logits, target.argmax(1))
+    loss.backward()
+    got = bp_updates(weights, x, target)
+    assert_all_close(got, [W.grad for W in ws])
+    assert_all_close(got, naive_backward(weights, x, target,
+                                         lambda l, d, e, t: weights[l + 1].T @ d))
+
+
+def test_fa_with_true_weights_is_bp():
+    weights, x, target, _, _ = make_problem()
+    assert_all_close(fa_updates(weights, x, target, [W.clone() for W in weights[1:]]),
+                     bp_updates(weights, x, target))
+
+
+def test_fa_matches_per_sample_loop():
+    weights, x, target, _, _ = make_problem()
+    g = torch.Generator().manual_seed(9)
+    fb = [torch.randn(W.shape, generator=g, dtype=D) for W in weights[1:]]
+    assert_all_close(fa_updates(weights, x, target, fb),
+                     naive_backward(weights, x, target, lambda l, d, e, t: fb[l].T @ d))
+
+
+@pytest.mark.parametrize("rule", ["dfa", "drtp"])
+def test_direct_rules_match_per_sample_loop(rule):
+    weights, x, target, _, _ = make_problem()
+    g = torch.Generator().manual_seed(9)
+    fb = [torch.randn(SIZES[-1], n, generator=g, dtype=D) for n in SIZES[1:-1]]
+    fn = dfa_updates if rule == "dfa" else drtp_updates
+    signal = (lambda e, t: e) if rule == "dfa" else (lambda e, t: t)
+    want = naive_backward(weights, x, target, lambda l, d, e, t: fb[l].T @ signal(e, t))
+    assert_all_close(fn(weights, x, target, fb), want)
+
+
+def test_no_rule_builds_a_graph():
+    weights, x, target, F, _ = make_problem()
+    ws = [W.clone().requires_grad_(True) for W in weights]
+    fb_chain = [W.detach().clone() for W in weights[1:]]
+    fb_direct = [torch.randn(SIZES[-1], n, dtype=D) for n in SIZES[1:-1]]
+    for dW in (fa_updates(ws, x, target, fb_chain), dfa_updates(ws, x, target, fb_direct),
+               drtp_updates(ws, x, target, fb_direct), pepita_updates(ws, x, target, F)):
+        assert all(d.grad_fn is None for d in dW)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda w, x, t, F: pepita_updates([w[0], w[0]], x, t, F), "do not chain"),
+    (lambda w, x, t, F: bp_updates(w, x, t[:, :2]), "one-hot"),
+    (lambda w, x, t, F: bp_updates(w, x[:, :3], t), "x has shape"),
+    (lambda w, x, t, F: pepita_updates(w, x, t, F.T), "F has shape"),
+    (lambda w, x, t, F: fa_updates(w, x, t, w[:1]), "feedback has"),
+    (lambda w, x, t, F: dfa_updates(w, x, t, [W for W in w[1:3]]), r"feedback\[0\] has shape"),
+    (lambda w, x, t, F: bp_updates([], x, t), "empty"),
+])
+def test_bad_shapes_are_refused(call, match):
+    weights, x, target, F, _ = make_problem()
+    with pytest.raises(ValueError, match=match):
+        call(weights, x, target, F)
