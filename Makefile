@@ -1,0 +1,38 @@
+# Plain targets for a fresh machine: each sets up what it needs (.venv, packages, data).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MIRROR ?= ../shared/datasets
+EPOCHS ?= 3
+DATA   ?= data
+
+.PHONY: setup data train test gpu-check clean
+
+# The virtual environment, rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[lab,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fill data/ from a local mirror when there is one; otherwise torchvision downloads on first use.
+data: setup
+	@if [ -d "$(MIRROR)" ]; then $(BIN)/pepita-lab data --mirror "$(MIRROR)" --data-dir "$(DATA)"; \
+	else echo "no dataset mirror at $(MIRROR): datasets will be downloaded on first use"; fi
+
+# Train PEPITA on MNIST with the paper's settings for a few epochs.
+train: data
+	$(BIN)/pepita-lab train --preset paper-mnist --epochs $(EPOCHS) --data-dir "$(DATA)" --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
+
+# The whole test suite (CPU; GPU tests skip without CUDA).
+test: data
+	$(BIN)/python -m pytest -q
+
+# On a machine with CUDA: GPU-marked tests and one MNIST epoch on the GPU.
+gpu-check: data
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,91 @@
+"""End-to-end: the `pepita-lab` command as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
+from pepita_lab.cli import main
+
+SYNTH = ["train", "--dataset", "synthetic", "--hidden", "32", "--epochs", "2", "--lr", "0.05",
+         "--batch-size", "32", "--device", "cpu", "--quiet"]
+
+
+def test_train_synthetic_writes_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(SYNTH + ["--out", str(out), "--f-scale", "0.1", "--sign", "-1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("test_acc=0.") and len(lines[-1]) == len("test_acc=0.1234")
+    config = json.loads((out / "config.json").read_text())
+    assert config["f_scale"] == 0.1 and config["sign"] == -1.0 and config["hidden"] == [32]
+    with xr.open_dataset(out / "history.nc") as h:
+        assert h.sizes["epoch"] == 2
+        assert float(h.test_acc[0, -1]) == pytest.approx(float(lines[-1].split("=")[1]), abs=1e-4)
+        assert json.loads(h.attrs["config"])["f_scale"] == 0.1
+    assert (out / "checkpoint.pt").stat().st_size > 0
+
+
+def test_flags_after_a_preset_override_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "paper-mnist", "--dataset", "synthetic", "--epochs", "1",
+                 "--lr", "0.02", "--hidden", "8", "--quiet", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["lr"], config["epochs"], config["hidden"]) == (0.02, 1, [8])
+    assert config["lr_milestones"] == [60, 90] and config["keep_prob"] == 0.9
+
+
+def test_same_seed_twice_gives_identical_histories(tmp_path):
+    for name in ("a", "b"):
+        assert main(SYNTH + ["--out", str(tmp_path / name)]) == 0
+    with xr.open_dataset(tmp_path / "a/history.nc") as a, \
+            xr.open_dataset(tmp_path / "b/history.nc") as b:
+        for var in ("train_loss", "test_loss", "test_acc"):
+            assert a[var].values.tolist() == b[var].values.tolist()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--dataset", "imagenet"], ["dataset", "imagenet"]),
+    (["--rule", "hebb"], ["rule", "hebb"]),
+    (["--lr", "0"], ["lr", "0.0"]),
+    (["--lr", "-0.1"], ["lr", "-0.1"]),
+    (["--batch-size", "0"], ["batch_size", "0"]),
+    (["--hidden", "32", "-4"], ["hidden", "-4"]),
+    (["--f-scale", "-1"], ["f_scale", "-1"]),
+    (["--sign", "2"], ["sign", "2"]),
+    (["--output-error", "both"], ["output_error", "both"]),
+    (["--keep-prob", "1.5"], ["keep_prob", "1.5"]),
+    (["--subset", "0"], ["subset", "0"]),
+])
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, capsys, flags, words):
+    out = tmp_path / "run"
+    assert main(SYNTH + flags + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not out.exists()
+
+
+def test_missing_data_names_the_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(empty), "--no-download",
+                 "--epochs", "1", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and str(empty) in err and "pepita-lab data --mirror" in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_console_script_trains_on_real_mnist_subset(tmp_path, data_dir):
+    """The installed command, in a subprocess, on real data."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pepita_lab.cli", "train", "--preset", "paper-mnist",
+         "--epochs", "1", "--subset", "3000", "--data-dir", str(data_dir), "--device", "cpu",
+         "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("test_acc=") and float(last.split("=")[1]) > 0.8
+    assert {p.name for p in out.iterdir()} >= {"config.json", "history.nc", "checkpoint.pt"}
