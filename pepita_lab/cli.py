@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder")
     run = train(config, out=out, progress=not args.quiet)
     h = run.history.isel(run=0)
-    for e in range(h.sizes["epoch"]):
+    for e in range(1, h.sizes["epoch"]):  # epoch 0 is the initial net
         print(f"epoch {int(h.epoch[e])}: train_loss={float(h.train_loss[e]):.4f} "
               f"train_acc={float(h.train_acc[e]):.4f} test_loss={float(h.test_loss[e]):.4f} "
               f"test_acc={float(h.test_acc[e]):.4f} ({float(h.epoch_time[e]):.1f} s)")

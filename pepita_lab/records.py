@@ -26,12 +26,35 @@ RUN_COORDS = ("rule", "dataset", "hidden", "f_scale", "lr", "batch_size", "seed"
 VARIABLE_ATTRS = {
     "epoch_lr": ("1", "learning rate used during the epoch (after lr decays)"),
     "train_loss": ("nats", "mean cross-entropy of the training batches during the epoch "
-                   "(with dropout, weights changing)"),
+                   "(with dropout, weights changing); NaN at epoch 0"),
     "train_acc": ("1", "fraction of training samples classified correctly during the epoch"),
     "test_loss": ("nats", "mean cross-entropy on the test set after the epoch"),
     "test_acc": ("1", "fraction of the test set classified correctly after the epoch"),
     "epoch_time": ("s", "wall time of the epoch, evaluation included"),
+    "weight_norm": ("1", "Frobenius norm of W_l"),
+    "update_norm": ("1", "Frobenius norm of the rule's update dW_l on the probe batch"),
+    "bp_cosine": ("1", "cosine between the rule's dW_l and the BP gradient on the probe batch"),
+    "bp_angle": ("degree", "angle between the rule's dW_l and the BP gradient on the probe batch"),
+    "feedback_angle": ("degree", "angle between feedback matrix B_l and the forward map it "
+                       "stands in for (FA: W_{l+1}; DFA/DRTP: W_L...W_{l+1}); NaN if none"),
+    "f_angle": ("degree", "angle between vec((W_L...W_1)^T) and vec(F)"),
+    "probe_loss": ("nats", "mean cross-entropy on the probe batch (no dropout)"),
+    "probe_acc": ("1", "accuracy on the probe batch (no dropout)"),
+    "h": ("1", "hidden activation h_l of the clean pass on a probe test sample"),
+    "h_diff": ("1", "h_l - h_l^err: clean minus modulated-pass activation (PEPITA's signal)"),
+    "x_err": ("1", "modulated input x + sign F e, image-shaped"),
+    "x": ("1", "clean input x, image-shaped"),
+    "error": ("1", "first-pass output error e = softmax - one-hot target"),
 }
+LAYER_TRACES = ("weight_norm", "update_norm", "bp_cosine", "bp_angle", "feedback_angle")
+SCALAR_TRACES = ("f_angle", "probe_loss", "probe_acc")
+
+
+def _attrs(name: str) -> dict:
+    base = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
+    base = base.removeprefix("step_")
+    units, desc = VARIABLE_ATTRS.get(base, ("", name))
+    return {"units": units, "description": desc}
 
 
 def git_revision() -> str:
@@ -74,14 +97,73 @@ def run_attrs(config: RunConfig, **extra) -> dict:
 
 
 def history_dataset(config: RunConfig, epochs: list[int], values: dict[str, list[float]],
-                    **attrs) -> xr.Dataset:
-    """The per-epoch history of one run: variables over (run, epoch)."""
-    data_vars = {}
-    for name, series in values.items():
-        units, desc = VARIABLE_ATTRS.get(name, ("", name))
-        data_vars[name] = (("run", "epoch"), np.asarray([series], dtype=np.float64),
-                           {"units": units, "description": desc})
+                    tracer=None, **attrs) -> xr.Dataset:
+    """The history of one run: per-epoch scalars over (run, epoch); with a `Tracer`, per-layer
+    traces over (run, epoch, layer) and, if it traced steps, `step_*` variables over step."""
+    data_vars = {name: (("run", "epoch"), np.asarray([series], dtype=np.float64), _attrs(name))
+                 for name, series in values.items()}
     coords = {"epoch": ("epoch", np.asarray(epochs, dtype=np.int64))}
+    if tracer is not None and tracer.epochs:
+        data_vars.update(_trace_vars(tracer.epoch_traces, tracer.epochs, epochs, "epoch", ""))
+        L = len(config.hidden) + 1
+        coords["layer"] = ("layer", np.arange(1, L + 1),
+                           {"description": "layer l of W_l (1 = first hidden, L = output)"})
+    if tracer is not None and tracer.steps:
+        data_vars.update(_trace_vars(tracer.step_traces, tracer.steps, tracer.steps, "step",
+                                     "step_"))
+        coords["step"] = ("step", np.asarray(tracer.steps, dtype=np.int64),
+                          {"description": "training steps completed"})
+    coords.update(run_coords(config))
+    return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))
+
+
+def _trace_vars(traces: list[dict], at: list[int], index: list[int], dim: str,
+                prefix: str) -> dict:
+    """Trace lists as variables over `dim`, aligned to `index` (NaN where not traced)."""
+    pos = {k: i for i, k in enumerate(index)}
+    rows = [pos[k] for k in at if k in pos]
+    kept = [t for k, t in zip(at, traces) if k in pos]
+    out = {}
+    for name in LAYER_TRACES + SCALAR_TRACES:
+        sample = np.asarray(kept[0][name], dtype=np.float64)
+        arr = np.full((len(index),) + sample.shape, np.nan)
+        arr[rows] = [t[name] for t in kept]
+        dims = ("run", dim, "layer") if name in LAYER_TRACES else ("run", dim)
+        out[prefix + name] = (dims, arr[None], _attrs(name))
+    return out
+
+
+def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, int],
+                        **attrs) -> xr.Dataset:
+    """Activation snapshots of one run: `h_l`, `h_diff_l` over (run, epoch, sample, unit_l),
+    modulated inputs `x_err` over (run, epoch, sample, height, width, channel)."""
+    epochs = sorted(tracer.snapshots)
+    snaps = [tracer.snapshots[e] for e in epochs]
+    C, H, W = image_shape
+    samples = tracer.sample_arrays()
+    n = len(samples["label"])
+
+    def image(a):  # (..., C*H*W) channel-first -> (..., H, W, C)
+        return np.moveaxis(a.reshape(a.shape[:-1] + (C, H, W)), -3, -1)
+
+    data_vars = {
+        "x": (("run", "sample", "height", "width", "channel"), image(samples["x"])[None],
+              _attrs("x")),
+        "x_err": (("run", "epoch", "sample", "height", "width", "channel"),
+                  np.stack([image(s["x_err"]) for s in snaps])[None], _attrs("x_err")),
+        "error": (("run", "epoch", "sample", "class"), np.stack([s["error"] for s in snaps])[None],
+                  _attrs("error")),
+    }
+    coords = {"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
+              "sample": ("sample", np.arange(n)),
+              "label": ("sample", samples["label"].astype(np.int64))}
+    for l in range(len(config.hidden)):
+        unit = f"unit_{l + 1}"
+        coords[unit] = (unit, np.arange(config.hidden[l]))
+        for key in ("h", "h_diff"):
+            data_vars[f"{key}_{l + 1}"] = (("run", "epoch", "sample", unit),
+                                           np.stack([s[key][l] for s in snaps])[None].astype(np.float32),
+                                           _attrs(f"{key}_{l + 1}"))
     coords.update(run_coords(config))
     return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))
 

@@ -5,6 +5,7 @@ progress bar. Records (xarray) and the run store build on top of this module.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -33,7 +34,7 @@ class Callback(Protocol):
 
 @dataclass
 class History:
-    """Per-epoch scalars (plain floats); `epoch` counts completed epochs from 1."""
+    """Per-epoch scalars (plain floats); `epoch` counts completed epochs (0: the initial net)."""
 
     epoch: list[int] = field(default_factory=list)
     values: dict[str, list[float]] = field(
@@ -166,7 +167,14 @@ class Trainer:
         return h
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> str:
-        """Train until `config.epochs` epochs are complete; returns "completed" or "stopped"."""
+        """Train until `config.epochs` epochs are complete; returns "completed" or "stopped".
+
+        A fresh run first records epoch 0: the initial net's test loss and accuracy."""
+        if self.epoch == 0 and not self.history.epoch:
+            test_loss, test_acc = self.evaluate(self.data.x_test, self.data.y_test)
+            self.history.append(0, epoch_lr=lr_at(self.config, 0), train_loss=math.nan,
+                                train_acc=math.nan, test_loss=test_loss, test_acc=test_acc,
+                                epoch_time=0.0)
         self._emit("on_train_start")
         remaining = self.config.epochs - self.epoch
         with tqdm(total=remaining * self.steps_per_epoch, unit="step", disable=not self.progress,

@@ -1,0 +1,157 @@
+"""What happens inside a run, measured on fixed probe sets while it trains (torch only).
+
+`Tracer` is a training callback. At the start, after every epoch and optionally every N steps
+it records per-layer weight and update norms, the alignment of the rule's update with the BP
+gradient on a fixed probe batch, and the angle between the network's end-to-end map and F
+(`f_angle`) or, for FA / DFA / DRTP, between forward and feedback matrices. At chosen epochs
+it keeps PEPITA's activation differences `h_l - h_l^err` and modulated inputs `x + sign F e`
+on a fixed probe set of test samples. `records.py` turns the lists into xarray datasets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .nets import Net
+from .rules import FEEDBACK_KIND, bp_factors, pepita_factors, updates_from_factors
+
+PROBE_BATCH = 256  # training samples on which update alignment and norms are measured
+PROBE_SAMPLES = 16  # test samples whose activations are kept
+
+
+def default_snapshot_epochs(epochs: int) -> tuple[int, ...]:
+    """Every epoch for short runs; else 0, 1, 2, 5, 10, 20, 50, ... and the last."""
+    if epochs <= 10:
+        return tuple(range(epochs + 1))
+    marks = {0, epochs}
+    k = 1
+    while k < epochs:
+        marks.update(m for m in (k, 2 * k, 5 * k) if m < epochs)
+        k *= 10
+    return tuple(sorted(marks))
+
+
+def cosine(a: Tensor, b: Tensor) -> float:
+    na, nb = float(a.norm()), float(b.norm())
+    if na == 0.0 or nb == 0.0:
+        return math.nan
+    return float((a.flatten() @ b.flatten()) / (na * nb))
+
+
+def angle_deg(a: Tensor, b: Tensor) -> float:
+    c = cosine(a, b)
+    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) if not math.isnan(c) else math.nan
+
+
+def end_to_end(weights: list[Tensor], start: int = 0) -> Tensor:
+    """`W_L ... W_{start+1}`, shape (C, n_start): the net's linear map above layer `start`."""
+    M = weights[-1]
+    for W in reversed(weights[start:-1]):
+        M = M @ W
+    return M
+
+
+@torch.no_grad()
+def f_angle(net: Net) -> float:
+    """Angle (degrees) between `vec((W_L ... W_1)^T)` and `vec(F)`."""
+    return angle_deg(end_to_end(net.weights).T, net.F)
+
+
+@torch.no_grad()
+def feedback_angles(net: Net, rule: str) -> list[float]:
+    """Per layer: the angle between a feedback matrix and the forward map it stands in for
+    (FA: `B_l` vs `W_{l+1}`; DFA / DRTP: `B_l` vs `W_L ... W_{l+1}`); NaN where there is none."""
+    L = len(net.weights)
+    kind = FEEDBACK_KIND[rule]
+    out = [math.nan] * L
+    for l, B in enumerate(net.feedback):
+        forward_map = net.weights[l + 1] if kind == "chain" else end_to_end(net.weights, l + 1)
+        out[l] = angle_deg(forward_map, B)
+    return out
+
+
+@torch.no_grad()
+def layer_traces(net: Net, rule_step, rule: str, x: Tensor, target: Tensor) -> dict:
+    """Norms, BP alignment and feedback angles on one probe batch (no dropout)."""
+    dW = updates_from_factors(rule_step(net, x, target, None))
+    f = bp_factors(net.weights, x, target, None, net.biases)
+    grads = updates_from_factors(f)
+    probs = f.probs
+    loss = -probs.gather(1, target.argmax(1, keepdim=True)).clamp_min(1e-30).log().mean()
+    return {
+        "weight_norm": [float(W.norm()) for W in net.weights],
+        "update_norm": [float(d.norm()) for d in dW],
+        "bp_cosine": [cosine(d, g) for d, g in zip(dW, grads)],
+        "bp_angle": [angle_deg(d, g) for d, g in zip(dW, grads)],
+        "feedback_angle": feedback_angles(net, rule),
+        "f_angle": f_angle(net),
+        "probe_loss": float(loss),
+        "probe_acc": float((probs.argmax(1) == target.argmax(1)).float().mean()),
+    }
+
+
+@torch.no_grad()
+def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float) -> dict:
+    """PEPITA's two passes on probe samples (no dropout): `h_l`, `h_l - h_l^err` per hidden
+    layer, the modulated input and the first-pass error, as numpy arrays."""
+    f = pepita_factors(net.weights, x, target, net.F, sign=sign, masks=None, biases=net.biases)
+    L = len(net.weights)
+    h_err = f.inputs[1:]  # h_1^err .. h_{L-1}^err
+    diffs = f.deltas[:L - 1]
+    return {"h": [(he + d).cpu().numpy() for he, d in zip(h_err, diffs)],
+            "h_diff": [d.cpu().numpy() for d in diffs],
+            "x_err": f.inputs[0].cpu().numpy(),
+            "error": (f.probs - target).cpu().numpy()}
+
+
+@dataclass
+class Tracer:
+    """Training callback that collects traces; `every_steps` adds step-level traces."""
+
+    every_steps: int | None = None
+    snapshot_epochs: tuple[int, ...] | None = None
+    epochs: list[int] = field(default_factory=list)
+    epoch_traces: list[dict] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    step_traces: list[dict] = field(default_factory=list)
+    snapshots: dict[int, dict] = field(default_factory=dict)
+
+    def on_train_start(self, trainer) -> None:
+        data = trainer.data
+        self.probe_x = data.x_train[:PROBE_BATCH]
+        self.probe_t = trainer.eye[data.y_train[:PROBE_BATCH]]
+        self.sample_x = data.x_test[:PROBE_SAMPLES]
+        self.sample_y = data.y_test[:PROBE_SAMPLES]
+        if self.snapshot_epochs is None:
+            self.snapshot_epochs = default_snapshot_epochs(trainer.config.epochs)
+        if trainer.epoch == 0 and 0 not in self.epochs:
+            self.on_epoch_end(trainer)
+
+    def _traces(self, trainer) -> dict:
+        return layer_traces(trainer.net, trainer.rule, trainer.config.rule, self.probe_x,
+                            self.probe_t)
+
+    def on_step_end(self, trainer, factors) -> None:
+        if self.every_steps and trainer.step % self.every_steps == 0:
+            self.steps.append(trainer.step)
+            self.step_traces.append(self._traces(trainer))
+
+    def on_epoch_end(self, trainer) -> None:
+        self.epochs.append(trainer.epoch)
+        self.epoch_traces.append(self._traces(trainer))
+        if trainer.epoch in self.snapshot_epochs:
+            self.snapshots[trainer.epoch] = activation_snapshot(
+                trainer.net, self.sample_x, trainer.eye[self.sample_y], trainer.config.sign)
+
+    def sample_arrays(self) -> dict:
+        """The probe samples: clean inputs and labels, as numpy arrays."""
+        return {"x": self.sample_x.cpu().numpy(), "label": self.sample_y.cpu().numpy()}
+
+
+def stack(traces: list[dict], key: str) -> np.ndarray:
+    return np.asarray([t[key] for t in traces], dtype=np.float64)
