@@ -1,12 +1,25 @@
 """pepita-lab: study PEPITA, a learning rule that trains without a backward pass.
 
-The public API: `train`, `load_run`, `load_runs`, `RunConfig`, `preset`, `PRESETS`.
+The public API: `train`, `load_run`, `load_runs`, `Run`, `RunConfig`, `preset`, `PRESETS`,
+`ConfigError`. Names are imported on first use, so `import pepita_lab.plots` (altair, xarray)
+does not pull in torch.
 """
 
 __version__ = "0.1.0"
 
-from .api import Run, load_run, load_runs, train  # noqa: E402
-from .config import PRESETS, ConfigError, RunConfig, preset  # noqa: E402
+_LAZY = {"train": "api", "load_run": "api", "load_runs": "api", "Run": "api",
+         "RunConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config"}
 
-__all__ = ["train", "load_run", "load_runs", "Run", "RunConfig", "preset", "PRESETS",
-           "ConfigError", "__version__"]
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'pepita_lab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

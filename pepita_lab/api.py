@@ -23,7 +23,7 @@ from .nets import Net
 from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
                       write_json, write_netcdf)
 from .traces import Tracer
-from .train import Trainer
+from .training import Trainer
 
 CONFIG_FILE, HISTORY_FILE = "config.json", "history.nc"
 ACTIVATIONS_FILE, CHECKPOINT_FILE = "activations.nc", "checkpoint.pt"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pepita_lab.config import RunConfig
-from pepita_lab.train import Trainer
+from pepita_lab.training import Trainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

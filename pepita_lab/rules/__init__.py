@@ -28,7 +28,7 @@ def make_rule(config) -> RuleStep:
     if name == "pepita":
         return lambda net, x, t, masks: pepita_factors(
             net.weights, x, t, net.F, sign=config.sign, output_error=config.output_error,
-            masks=masks, biases=net.biases, fused_first_layer=True)
+            masks=masks, biases=net.biases, fused_first_layer="auto")
     if name == "bp":
         return lambda net, x, t, masks: bp_factors(net.weights, x, t, masks, net.biases)
     by_name = {"fa": fa_factors, "dfa": dfa_factors, "drtp": drtp_factors}

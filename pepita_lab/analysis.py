@@ -1,0 +1,285 @@
+"""Analysis across runs: slowness fits, summary tables over seeds, and a cost model per step.
+
+Sits above training and records: it reads history datasets (variables over (run, epoch), run
+settings as coordinates along `run`) and never imports torch at module level; only
+`measure_step_time` imports it, since it has to run steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .config import RULES, RunConfig
+
+# ---------------------------------------------------------------- slowness
+
+
+@dataclass
+class SlownessFit:
+    """Least-squares fit of `acc(t) = a_max * t / (s + t)`; smaller `s` is faster convergence."""
+
+    a_max: float
+    s: float
+    rmse: float
+    n_points: int
+
+
+_LOG_S_GRID = np.linspace(math.log(1e-3), math.log(1e4), 141)  # 10 points per decade
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def _best_a_max(t: np.ndarray, y: np.ndarray, s: float) -> tuple[float, float]:
+    """For fixed `s` the model is linear in a_max: return (a_max, sum of squared residuals)."""
+    g = t / (s + t)
+    a = float(g @ y / (g @ g))
+    r = y - a * g
+    return a, float(r @ r)
+
+
+def fit_slowness(epochs, acc, *, max_epoch: float | None = None) -> SlownessFit:
+    """Fit `acc(t) = a_max * t / (s + t)` to the points with `t >= 1` (and `t <= max_epoch`).
+
+    No scipy: a_max is closed-form for each s, s is searched on a log grid over 1e-3..1e4 and
+    then refined by golden-section search on log s around the best grid point. Non-finite
+    accuracies are skipped; with fewer than two points every field but n_points is NaN.
+    """
+    t, y = np.asarray(epochs, dtype=float), np.asarray(acc, dtype=float)
+    keep = np.isfinite(y) & (t >= 1) & (True if max_epoch is None else t <= max_epoch)
+    t, y = t[keep], y[keep]
+    if len(t) < 2:
+        return SlownessFit(math.nan, math.nan, math.nan, len(t))
+    sse = lambda log_s: _best_a_max(t, y, math.exp(log_s))[1]  # noqa: E731
+    i = int(np.argmin([sse(v) for v in _LOG_S_GRID]))
+    lo, hi = _LOG_S_GRID[max(i - 1, 0)], _LOG_S_GRID[min(i + 1, len(_LOG_S_GRID) - 1)]
+    c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    f_c, f_d = sse(c), sse(d)
+    while hi - lo > 1e-10:
+        if f_c < f_d:
+            hi, d, f_d = d, c, f_c
+            c = hi - _GOLDEN * (hi - lo)
+            f_c = sse(c)
+        else:
+            lo, c, f_c = c, d, f_d
+            d = lo + _GOLDEN * (hi - lo)
+            f_d = sse(d)
+    s = math.exp((lo + hi) / 2)
+    a_max, sq = _best_a_max(t, y, s)
+    return SlownessFit(a_max, s, math.sqrt(sq / len(t)), len(t))
+
+
+def first_decay_epoch(epochs, epoch_lr) -> float:
+    """The first epoch whose learning rate is below the first one (inf if it never drops)."""
+    epochs, lr = np.asarray(epochs, dtype=float), np.asarray(epoch_lr, dtype=float)
+    ok = np.isfinite(lr)  # epoch 0 (the initial net) has no learning rate
+    epochs, lr = epochs[ok], lr[ok]
+    dropped = np.nonzero(lr < lr[0])[0] if len(lr) else []
+    return float(epochs[dropped[0]]) if len(dropped) else math.inf
+
+
+def _run_coords(ds: xr.Dataset) -> dict:
+    return {k: v for k, v in ds.coords.items() if v.dims == ("run",)}
+
+
+def _per_run(history: xr.Dataset) -> xr.Dataset:
+    """`history` with a `run` dimension, sorted by epoch."""
+    if "run" not in history.dims:
+        history = history.expand_dims("run")
+    return history.sortby("epoch")
+
+
+def slowness(history: xr.Dataset, metric: str = "test_acc") -> xr.Dataset:
+    """Slowness fit of every run's `metric` curve before its first lr decay.
+
+    The decay is read from the variable `epoch_lr` (the first epoch whose lr is below the
+    first epoch's); without it, or if the lr never drops, every epoch >= 1 is used. Returns
+    `slowness_s`, `slowness_a_max`, `slowness_rmse`, `slowness_n_points` over `run`, with the
+    run coordinates of `history`.
+    """
+    history = _per_run(history)
+    epochs = history["epoch"].values
+    fits = []
+    for r in range(history.sizes["run"]):
+        run = history.isel(run=r)
+        end = (first_decay_epoch(epochs, run["epoch_lr"].values)
+               if "epoch_lr" in history else math.inf)
+        fits.append(fit_slowness(epochs, run[metric].values, max_epoch=end - 0.5))
+    out = {f"slowness_{k}": ("run", [getattr(f, k) for f in fits])
+           for k in ("s", "a_max", "rmse", "n_points")}
+    ds = xr.Dataset(out, coords=_run_coords(history))
+    ds["slowness_s"].attrs["description"] = f"s of {metric}(t) = a_max t / (s + t), in epochs"
+    return ds
+
+
+# ---------------------------------------------------------------- tables across runs
+
+
+def final_values(history: xr.Dataset, metric: str = "test_acc") -> pd.DataFrame:
+    """One row per run: its run coordinates and `metric` at its last epoch where it is not NaN
+    (runs of different lengths concatenate with NaN tails)."""
+    history = _per_run(history)
+    values = history[metric].transpose("run", "epoch").values  # (R, E)
+    finite = np.isfinite(values)
+    last = np.where(finite.any(1), values.shape[1] - 1 - np.argmax(finite[:, ::-1], 1), -1)
+    final = [values[r, e] if e >= 0 else math.nan for r, e in enumerate(last)]
+    rows = {k: v.values for k, v in _run_coords(history).items()}
+    return pd.DataFrame({**rows, metric: final})
+
+
+def summary_table(history: xr.Dataset, by=("rule", "dataset"),
+                  metric: str = "test_acc") -> pd.DataFrame:
+    """Final `metric` per run, grouped by the run coordinates in `by`: columns `by`, mean,
+    std (ddof=1, NaN for a single run), n (runs with a value) and seeds (sorted tuple)."""
+    by = [by] if isinstance(by, str) else list(by)
+    runs = final_values(history, metric).dropna(subset=[metric])
+    if "seed" not in runs:
+        runs["seed"] = -1
+    rows = []
+    for key, group in runs.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        vals = group[metric].to_numpy(dtype=float)
+        rows.append({**dict(zip(by, key)), "mean": vals.mean(),
+                     "std": vals.std(ddof=1) if len(vals) > 1 else math.nan, "n": len(vals),
+                     "seeds": tuple(sorted(int(s) for s in group["seed"]))})
+    table = pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "seeds"])
+    table.attrs["metric"] = metric
+    return table
+
+
+def format_table(df: pd.DataFrame, digits: int = 2, percent: bool = True) -> str:
+    """A markdown table of `summary_table`'s output: "mean ± std" (in percent by default)."""
+    metric = df.attrs.get("metric", "value") + (" (%)" if percent else "")
+    by = [c for c in df.columns if c not in ("mean", "std", "n", "seeds")]
+    scale = 100.0 if percent else 1.0
+    lines = ["| " + " | ".join([*by, metric, "n", "seeds"]) + " |",
+             "|" + " --- |" * (len(by) + 3)]
+    for _, row in df.iterrows():
+        value = f"{row['mean'] * scale:.{digits}f}"
+        if np.isfinite(row["std"]):
+            value += f" ± {row['std'] * scale:.{digits}f}"
+        seeds = ", ".join(map(str, row["seeds"]))
+        lines.append("| " + " | ".join([*(str(row[c]) for c in by), value, str(row["n"]),
+                                         seeds]) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- cost model
+
+
+@dataclass
+class Cost:
+    """Work and memory of one training step (a model: see `step_cost`)."""
+
+    macs: int
+    activation_floats: int
+    activation_bytes: int  # float32
+
+
+def step_cost(rule: str, sizes, batch_size: int, *,
+              fused_first_layer: bool | str = "auto") -> Cost:
+    """Multiply-accumulates and activation memory of one step of `rule` on an MLP.
+
+    A model, not a measurement: only the matrix products count (elementwise work such as
+    ReLU, softmax, dropout and the momentum update is ignored). `sizes = [d, n_1, ..., C]`,
+    W_l: (n_l, n_{l-1}), B = batch_size, P = sum_l n_l n_{l-1}, F = B P (one forward pass).
+
+    MACs:
+      bp, fa:     F + B P (weight grads) + B sum_{l>=2} n_l n_{l-1} (error sent down)
+      dfa, drtp:  F + B P + B C sum_{hidden l} n_l (direct projections of e or t)
+      pepita:     B d C (e F^T) + F (clean) + F' (modulated) + B P, where F' = F, or with
+                  `fused_first_layer` F - B d n_1 + n_1 d C + B C n_1: layer 1 of the
+                  modulated pass is W_1 x + (e (F^T W_1^T)). "auto" (what training uses)
+                  fuses when that is fewer MACs: C (d + B) < B d.
+    Activation floats kept during a step:
+      bp, fa, dfa, drtp:  B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one error layer)
+      pepita:  B sum_{l>=1} n_l (clean h_1..h_L) + B max_{l>=1} (n_{l-1} + n_l) (the modulated
+               pass streamed layer by layer, each update made as soon as its factors exist;
+               its h_0 is x_err, which replaces x). The training code keeps the whole
+               modulated pass instead, so this is the streamed bound, not its footprint.
+    """
+    sizes = [int(n) for n in sizes]
+    B, d, C, n_1 = int(batch_size), sizes[0], sizes[-1], sizes[1]
+    pairs = [sizes[l] * sizes[l - 1] for l in range(1, len(sizes))]  # n_l n_{l-1}
+    forward = B * sum(pairs)
+    grads = B * sum(pairs)
+    if rule in ("bp", "fa"):
+        macs = forward + grads + B * sum(pairs[1:])
+    elif rule in ("dfa", "drtp"):
+        macs = forward + grads + B * C * sum(sizes[1:-1])
+    elif rule == "pepita":
+        modulated = forward
+        if fused_first_layer == "auto":
+            fused_first_layer = C * (d + B) < B * d
+        if fused_first_layer:
+            modulated += n_1 * d * C + B * C * n_1 - B * d * n_1
+        macs = B * d * C + forward + modulated + grads
+    else:
+        raise ValueError(f"rule={rule!r} is unknown; allowed: {', '.join(RULES)}")
+    if rule == "pepita":
+        floats = B * sum(sizes[1:]) + B * max(a + b for a, b in zip(sizes, sizes[1:]))
+    else:
+        floats = B * sum(sizes) + B * max(sizes[1:])
+    return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
+
+
+def cost_table(sizes, batch_size: int, rules=RULES, step_times: dict | None = None,
+               *, fused_first_layer: bool | str = "auto") -> pd.DataFrame:
+    """`step_cost` of each rule: rule, macs, mflop (2 macs / 1e6), activation_kib; with
+    `step_times` (rule -> seconds per step, e.g. from `measure_step_time`) also step_ms and
+    the gflops achieved (NaN for a rule without a time)."""
+    rows = []
+    for rule in rules:
+        c = step_cost(rule, sizes, batch_size, fused_first_layer=fused_first_layer)
+        row = {"rule": rule, "macs": c.macs, "mflop": 2 * c.macs / 1e6,
+               "activation_kib": c.activation_bytes / 1024}
+        if step_times is not None:
+            sec = step_times.get(rule, math.nan)
+            row.update(step_ms=1e3 * sec, gflops=2 * c.macs / sec / 1e9)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_INPUT_SIZE = {"mnist": 784, "fashion-mnist": 784, "cifar10": 3072, "cifar100": 3072,
+               "synthetic": 32}
+
+
+def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) -> float:
+    """Median wall time in seconds of one training step of `config` (dropout masks, the rule's
+    factors and the momentum update), on random data of the dataset's shape, so no files are
+    needed. The device work is synchronised before and after each timed step."""
+    import time
+
+    import torch
+
+    from .data import TensorData
+    from .devices import synchronize
+    from .training import Trainer
+
+    B, d = config.batch_size, _INPUT_SIZE[config.dataset]
+    C = 100 if config.dataset == "cifar100" else 10
+    n = B * (steps + warmup)
+    g = torch.Generator().manual_seed(config.seed)
+    x, y = torch.rand(n, d, generator=g), torch.randint(0, C, (n,), generator=g)  # (n, d), (n,)
+    data = TensorData(config.dataset, x, y, x[:B], y[:B], (1, 1, d), C)
+    trainer = Trainer(config, data, progress=False)
+    x, y = trainer.data.x_train, trainer.data.y_train
+    times = []
+    with torch.no_grad():
+        for i in range(steps + warmup):
+            xb, tb = x[i * B:(i + 1) * B], trainer.eye[y[i * B:(i + 1) * B]]  # (B, d), (B, C)
+            synchronize(trainer.device)
+            start = time.perf_counter()
+            f = trainer.rule(trainer.net, xb, tb, trainer.dropout_masks(B))
+            trainer.apply(f, config.lr)
+            synchronize(trainer.device)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times[warmup:]))
+
+
+__all__ = ["SlownessFit", "fit_slowness", "first_decay_epoch", "slowness", "final_values",
+           "summary_table", "format_table", "Cost", "step_cost", "cost_table",
+           "measure_step_time"]
