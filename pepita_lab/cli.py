@@ -44,7 +44,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
                    help="never try to download missing datasets")
     p.add_argument("--subset", type=int, help="train on the first N training samples only")
-    p.add_argument("--out", help="run folder to write (config.json, history.nc, checkpoint)")
+    p.add_argument("--out", help="run folder to write (config.json, history.nc, "
+                                 "activations.nc, checkpoint.pt)")
+    p.add_argument("--trace-every", type=int, metavar="N",
+                   help="also record traces every N steps (default: every epoch only)")
+    p.add_argument("--snapshot-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="epochs at which to keep activation differences (default: every "
+                        "epoch of short runs; 0 1 2 5 10 20 50 ... and the last of long ones)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,7 +70,8 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()):
         raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder")
-    run = train(config, out=out, progress=not args.quiet)
+    run = train(config, out=out, progress=not args.quiet, trace_every=args.trace_every,
+                snapshot_epochs=args.snapshot_epochs)
     h = run.history.isel(run=0)
     for e in range(1, h.sizes["epoch"]):  # epoch 0 is the initial net
         print(f"epoch {int(h.epoch[e])}: train_loss={float(h.train_loss[e]):.4f} "
@@ -85,12 +92,64 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from .api import load_run
+    from .reports import describe_run
+
+    run = load_run(args.run_dir)
+    print(describe_run(run.history, run.status))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .api import load_runs
+    from .reports import compare_runs
+
+    print(compare_runs(load_runs(args.run_dirs), by=args.by))
+    return 0
+
+
+def cmd_cost(args) -> int:
+    from .analysis import _INPUT_SIZE, measure_step_time
+    from .config import RunConfig
+    from .reports import cost_report
+
+    d = _INPUT_SIZE[args.dataset]
+    C = 100 if args.dataset == "cifar100" else 10
+    sizes = [d, *args.hidden, C]
+    times = None
+    if not args.no_measure:
+        times = {rule: measure_step_time(RunConfig(rule=rule, dataset=args.dataset,
+                                                   hidden=tuple(args.hidden),
+                                                   batch_size=args.batch_size,
+                                                   device=args.device))
+                 for rule in RULES}
+    print(cost_report(sizes, args.batch_size, times))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pepita-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("inspect", help="summarise one run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("compare", help="table of final accuracies across run folders")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--by", nargs="+", default=["rule", "dataset"],
+                   help="run settings to group seeds by (default: rule dataset)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("cost", help="multiply-accumulates and memory per step, beside "
+                                    "measured step times")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--hidden", type=int, nargs="+", default=[1024])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-measure", action="store_true", help="the model only, no timing")
+    p.set_defaults(func=cmd_cost)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")
@@ -104,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataNotFoundError) as err:
+    except (ConfigError, DataNotFoundError, FileNotFoundError) as err:
         print(f"pepita-lab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

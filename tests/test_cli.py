@@ -90,3 +90,33 @@ def test_console_script_trains_on_real_mnist_subset(tmp_path, data_dir):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("test_acc=") and float(last.split("=")[1]) > 0.8
     assert {p.name for p in out.iterdir()} >= {"config.json", "history.nc", "checkpoint.pt"}
+
+
+def test_inspect_and_compare_summarise_runs(tmp_path, capsys):
+    for seed in (0, 1):
+        assert main(SYNTH + ["--seed", str(seed), "--out", str(tmp_path / f"s{seed}"),
+                             "--trace-every", "20"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "s0")]) == 0
+    text = capsys.readouterr().out
+    for words in ("rule=pepita", "test_acc=", "alignment with BP", "layer 2", "F angle",
+                  "slowness"):
+        assert words in text, text
+    assert main(["compare", str(tmp_path / "s0"), str(tmp_path / "s1")]) == 0
+    text = capsys.readouterr().out
+    assert "±" in text and "| pepita | synthetic |" in text and "0, 1" in text
+
+
+def test_inspect_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_cost_prints_the_model_beside_measured_times(capsys):
+    assert main(["cost", "--dataset", "synthetic", "--hidden", "32", "--batch-size", "16",
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "net 32-32-10, batch 16" in text
+    for rule in ("pepita", "bp", "fa", "dfa", "drtp"):
+        assert rule in text
+    assert "step_ms" in text and "gflops" in text

@@ -1,0 +1,73 @@
+"""Plain-text summaries of runs for the command line (`inspect`, `compare`, `cost`)."""
+
+from __future__ import annotations
+
+import math
+
+import xarray as xr
+
+from .analysis import cost_table, format_table, slowness, summary_table
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def describe_run(history: xr.Dataset, status: str = "") -> str:
+    """A readable summary of one run's history: settings, final accuracies, alignment,
+    F angle, slowness and timing."""
+    h = history.isel(run=0) if "run" in history.dims else history
+    settings = ("rule", "dataset", "hidden", "lr", "batch_size", "f_scale", "sign",
+                "output_error", "keep_prob", "seed", "epochs")
+    lines = [f"run {h.run.item()}  status={status or history.attrs.get('status', '?')}",
+             "settings: " + " ".join(f"{k}={_fmt(h[k].item())}" for k in settings if k in h.coords)]
+    last = int(h.epoch[-1])
+    best = int(h.test_acc.argmax("epoch"))
+    lines.append(f"final (epoch {last}): test_acc={float(h.test_acc[-1]):.4f} "
+                 f"test_loss={float(h.test_loss[-1]):.4f} train_acc={float(h.train_acc[-1]):.4f}; "
+                 f"best test_acc={float(h.test_acc[best]):.4f} at epoch {int(h.epoch[best])}")
+    if "bp_cosine" in h:
+        cos = h.bp_cosine.isel(epoch=-1).values
+        ang = h.bp_angle.isel(epoch=-1).values
+        lines.append("alignment with BP (last epoch): " + ", ".join(
+            f"layer {l + 1}: cos {c:+.3f} ({a:.1f} deg)" for l, (c, a) in enumerate(zip(cos, ang))))
+    if "f_angle" in h:
+        lines.append(f"F angle: {float(h.f_angle[0]):.1f} deg at epoch {int(h.epoch[0])} -> "
+                     f"{float(h.f_angle[-1]):.1f} deg at epoch {last}")
+    if "feedback_angle" in h and not bool(h.feedback_angle.isnull().all()):
+        fb = h.feedback_angle.isel(epoch=-1).values
+        lines.append("feedback angle (last epoch): " + ", ".join(
+            f"layer {l + 1}: {a:.1f} deg" for l, a in enumerate(fb) if not math.isnan(a)))
+    fit = slowness(history).isel(run=0)
+    if int(fit.slowness_n_points) >= 2:
+        lines.append(f"slowness: s={float(fit.slowness_s):.3g} epochs, "
+                     f"a_max={float(fit.slowness_a_max):.4f} "
+                     f"(fit on {int(fit.slowness_n_points)} epochs before the first lr decay)")
+    times = h.epoch_time.sel(epoch=h.epoch > 0)
+    if times.size:
+        lines.append(f"time: {float(times.sum()):.1f} s for {times.size} epochs "
+                     f"({float(times.mean()):.2f} s per epoch)")
+    return "\n".join(lines)
+
+
+def compare_runs(history: xr.Dataset, by=("rule", "dataset")) -> str:
+    """One line per run, then mean +- std over seeds grouped by `by`."""
+    from .analysis import final_values
+
+    runs = final_values(history)
+    cols = [c for c in ("rule", "dataset", "hidden", "f_scale", "lr", "sign", "seed")
+            if c in runs]
+    lines = ["| run | " + " | ".join(cols) + " | test_acc (%) |",
+             "|" + " --- |" * (len(cols) + 2)]
+    for _, row in runs.iterrows():
+        lines.append(f"| {row['run']} | " + " | ".join(_fmt(row[c]) for c in cols)
+                     + f" | {100 * row['test_acc']:.2f} |")
+    lines += ["", format_table(summary_table(history, by=by))]
+    return "\n".join(lines)
+
+
+def cost_report(sizes, batch_size: int, step_times: dict | None = None) -> str:
+    """The cost model of each rule, with measured step times when given."""
+    df = cost_table(sizes, batch_size, step_times=step_times)
+    head = f"net {'-'.join(map(str, sizes))}, batch {batch_size}"
+    return head + "\n" + df.to_string(index=False, float_format=lambda v: f"{v:.3g}")
