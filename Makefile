@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 MIRROR ?= ../shared/datasets
 EPOCHS ?= 3
 DATA   ?= data
+PORT   ?= 8888
+# Empty: the lab listens on localhost only and asks for no token. Set TOKEN=... to require one.
+TOKEN  ?=
 
-.PHONY: setup data train test gpu-check clean
+.PHONY: setup data lab demo train test gpu-check clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -21,6 +24,15 @@ setup: $(VENV)/.installed
 data: setup
 	@if [ -d "$(MIRROR)" ]; then $(BIN)/pepita-lab data --mirror "$(MIRROR)" --data-dir "$(DATA)"; \
 	else echo "no dataset mirror at $(MIRROR): datasets will be downloaded on first use"; fi
+
+# JupyterLab on notebooks/, with the data folder filled and the venv's kernel.
+lab: data
+	PEPITA_LAB_DATA="$(abspath $(DATA))" $(BIN)/jupyter lab --notebook-dir=notebooks \
+		--ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --IdentityProvider.token="$(TOKEN)"
+
+# The quickstart without a browser: PEPITA and BP on MNIST, figures as PNG in runs/demo/figures.
+demo: data
+	$(BIN)/pepita-lab demo --epochs $(EPOCHS) --data-dir "$(DATA)" --out runs/demo
 
 # Train PEPITA on MNIST with the paper's settings for a few epochs.
 train: data

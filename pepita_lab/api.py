@@ -18,10 +18,11 @@ import torch
 import xarray as xr
 
 from .config import ConfigError, RunConfig, validate
-from .data import TensorData
+from .data import TensorData, load_data
+from .devices import resolve_device
 from .nets import Net
 from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
-                      write_json, write_netcdf)
+                      run_id, write_json, write_netcdf)
 from .traces import Tracer
 from .training import Trainer
 
@@ -149,4 +150,34 @@ def load_runs(paths, what: str = "history") -> xr.Dataset:
     datasets = [getattr(r, what) for r in runs]
     if any(d is None for d in datasets):
         raise ValueError(f"some runs have no {what} dataset")
-    return xr.concat(datasets, dim="run", join="outer", combine_attrs="drop_conflicts")
+    # coords="all": per-run coordinates such as the probe labels get a `run` dimension
+    # instead of clashing; join="outer" pads shorter runs and narrower layers with NaN.
+    return xr.concat(datasets, dim="run", join="outer", coords="all", data_vars="all",
+                     combine_attrs="drop_conflicts")
+
+
+def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
+               traces: bool = True, **axes) -> xr.Dataset:
+    """Train every combination of the values in `axes` (config field -> list of values, e.g.
+    `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`, one after the other;
+    return their histories concatenated along `run`. With `out`, each run gets a folder there.
+    The dataset is loaded once for all runs that share it."""
+    import itertools
+
+    from tqdm.auto import tqdm
+
+    fields = list(axes)
+    points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
+    configs = [base.replace(**p) for p in points]  # every point validated before any training
+    histories, loaded = [], {}
+    for config in tqdm(configs, desc="grid", unit="run", disable=not progress):
+        key = (config.dataset, config.subset, config.data_dir, config.seed * (
+            config.dataset == "synthetic"))
+        if key not in loaded:
+            loaded[key] = load_data(config.dataset, data_dir=config.data_dir,
+                                    subset=config.subset, download=config.download,
+                                    seed=config.seed, device=resolve_device(config.device))
+        path = None if out is None else Path(out) / run_id(config)
+        run = train(config, out=path, data=loaded[key], progress=False, traces=traces)
+        histories.append(run.history)
+    return xr.concat(histories, dim="run", join="outer", combine_attrs="drop_conflicts")

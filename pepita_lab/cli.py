@@ -128,6 +128,42 @@ def cmd_cost(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from .api import load_runs
+    from .plots import run_figures
+
+    history = load_runs(args.run_dirs)
+    try:
+        activations = load_runs(args.run_dirs, what="activations")
+    except ValueError:  # some run has no activation snapshots
+        activations = None
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "figures"
+    written = run_figures(history, activations, out, formats=args.format)
+    for path in written:
+        print(path)
+    print(f"{len(written)} figures in {out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The quickstart without a browser: PEPITA and BP on MNIST, then their figures."""
+    from .api import load_runs, train
+    from .plots import run_figures
+
+    out = Path(args.out)
+    paths = []
+    for rule in ("pepita", "bp"):
+        config = preset("paper-mnist", rule=rule, epochs=args.epochs, subset=args.subset,
+                        data_dir=args.data_dir, device=args.device or "auto")
+        paths.append(out / rule)
+        run = train(config, out=paths[-1], progress=not args.quiet)
+        print(f"{rule}: test_acc={run.test_acc:.4f}")
+    written = run_figures(load_runs(paths), load_runs(paths, what="activations"),
+                          out / "figures")
+    print(f"{len(written)} figures in {out / 'figures'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pepita-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-measure", action="store_true", help="the model only, no timing")
     p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("figures", help="write PNG / SVG figures of run folders")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", help="folder for the figures (default RUN_DIR/figures)")
+    p.add_argument("--format", nargs="+", default=["png"], choices=["png", "svg", "html"])
+    p.set_defaults(func=cmd_figures)
+    p = sub.add_parser("demo", help="the quickstart without a browser: train PEPITA and BP "
+                                    "on MNIST and write their figures")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--subset", type=int)
+    p.add_argument("--data-dir")
+    p.add_argument("--device")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")

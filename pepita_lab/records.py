@@ -68,9 +68,16 @@ def git_revision() -> str:
 
 
 def run_id(config: RunConfig) -> str:
+    """A readable, unique name: the main settings, then a short hash of every setting that
+    changes the run (so runs differing only in, say, the modulation sign get different ids)."""
+    import hashlib
+
     hidden = "x".join(map(str, config.hidden))
+    d = {k: v for k, v in config.to_dict().items() if k not in ("device", "data_dir", "download",
+                                                               "eval_batch_size")}
+    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
     return (f"{config.rule}-{config.dataset}-h{hidden}-f{config.f_scale:g}-lr{config.lr:g}"
-            f"-s{config.seed}")
+            f"-s{config.seed}-{digest}")
 
 
 def run_coords(config: RunConfig) -> dict:

@@ -1,0 +1,232 @@
+"""The explorer: sliders for a run's settings, Run / Stop / Clear buttons, live charts.
+
+A thin layer over the same API as the command line: the controls build a `RunConfig`
+(validated in `config.py`), `pepita_lab.train` runs it in a background thread, and the charts
+are `pepita_lab.plots` functions of the runs' history datasets, redrawn after every epoch in
+an altair `JupyterChart` (updated in place). Every finished run is kept and overlaid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import traceback
+
+import altair as alt
+import ipywidgets as W
+import pandas as pd
+import xarray as xr
+
+from . import plots
+from .api import Run, run_datasets, train
+from .config import DATASETS, RULES, ConfigError, RunConfig, validate
+from .traces import Tracer
+
+WIDTHS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+MAX_DEPTH = 4
+
+
+def _placeholder(title: str) -> alt.Chart:
+    return alt.Chart(pd.DataFrame({"epoch": [0], "value": [0.0]})).mark_point(opacity=0).encode(
+        x="epoch:Q", y="value:Q").properties(title=title, width=360, height=220)
+
+
+class _Live:
+    """Training callback: moves the progress bar and redraws the charts after each epoch."""
+
+    def __init__(self, explorer: "Explorer"):
+        self.explorer = explorer
+
+    def on_train_start(self, trainer) -> None:
+        self.explorer.progress.max = trainer.config.epochs * trainer.steps_per_epoch
+        self.every = max(1, self.explorer.progress.max // 100)
+
+    def on_step_end(self, trainer, factors) -> None:
+        if trainer.step % self.every == 0:
+            self.explorer.progress.value = trainer.step
+
+    def on_epoch_end(self, trainer) -> None:
+        tracer = next((cb for cb in trainer.callbacks if isinstance(cb, Tracer)), None)
+        history, _ = run_datasets(trainer, tracer, "running")
+        self.explorer.progress.value = trainer.step
+        self.explorer.status.value = (f"epoch {trainer.epoch}/{trainer.config.epochs}: "
+                                      f"test_acc={trainer.history.last('test_acc'):.4f}")
+        self.explorer.redraw(self.explorer.label(history))
+
+
+class Explorer:
+    """Widgets to set up a run, train it in the background and watch it live.
+
+    Driven from Python as from the mouse: set `explorer.controls[name].value`, call
+    `explorer.run_button.click()`, `explorer.wait()`, `explorer.stop_button.click()`.
+    """
+
+    def __init__(self, base: RunConfig | None = None, *, color: str = "label"):
+        base = validate(base or RunConfig(dataset="mnist", epochs=3))
+        self.base, self.color = base, color
+        self.runs: list[Run] = []
+        self.histories: list[xr.Dataset] = []
+        self.thread: threading.Thread | None = None
+        self.stop_event = threading.Event()
+        self.started_config: RunConfig | None = None
+        self.error: str | None = None
+        self.controls = self._make_controls(base)
+        self.run_button = W.Button(description="Run", button_style="success", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
+                                    disabled=True)
+        self.clear_button = W.Button(description="Clear runs", icon="trash")
+        self.run_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.clear_button.on_click(lambda _: self.clear())
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
+        self.status = W.HTML("ready")
+        self.curves = alt.JupyterChart(_placeholder("test accuracy"))
+        self.alignment = alt.JupyterChart(_placeholder("F angle"))
+        self.widget = self._layout()
+
+    # ---------------------------------------------------------------- controls
+
+    def _make_controls(self, base: RunConfig) -> dict[str, W.Widget]:
+        log = dict(base=10, step=0.05, continuous_update=False, readout_format=".3g")
+        c = {
+            "rule": W.Dropdown(options=RULES, value=base.rule, description="rule"),
+            "dataset": W.Dropdown(options=DATASETS, value=base.dataset, description="dataset"),
+            "f_scale": W.FloatLogSlider(value=base.f_scale, min=-3, max=1,
+                                        description="F scale", **log),
+            "lr": W.FloatLogSlider(value=base.lr, min=-4, max=0, description="lr", **log),
+            "depth": W.IntSlider(value=len(base.hidden), min=1, max=MAX_DEPTH,
+                                 description="depth", continuous_update=False),
+            "batch_size": W.Dropdown(options=sorted({16, 32, 50, 64, 128, 256, 512,
+                                                      base.batch_size}),
+                                     value=base.batch_size, description="batch"),
+            "epochs": W.IntSlider(value=base.epochs, min=1, max=100, description="epochs",
+                                  continuous_update=False),
+            "seed": W.IntText(value=base.seed, description="seed"),
+            "sign": W.ToggleButtons(options=[("x + F e", 1.0), ("x - F e", -1.0)],
+                                    value=base.sign, description="modulation"),
+            "output_error": W.ToggleButtons(options=["modulated", "clean"],
+                                            value=base.output_error, description="last layer"),
+            "keep_prob": W.FloatSlider(value=base.keep_prob, min=0.5, max=1.0, step=0.05,
+                                       description="keep prob", continuous_update=False),
+            "subset": W.IntText(value=base.subset or 0, description="subset (0=all)"),
+        }
+        for l in range(MAX_DEPTH):
+            width = base.hidden[l] if l < len(base.hidden) else base.hidden[-1]
+            options = sorted(set(WIDTHS) | {width})
+            c[f"width_{l + 1}"] = W.SelectionSlider(options=options, value=width,
+                                                    description=f"width {l + 1}",
+                                                    continuous_update=False)
+        c["depth"].observe(lambda _: self._show_widths(), names="value")
+        return c
+
+    def _show_widths(self) -> None:
+        for l in range(MAX_DEPTH):
+            shown = l < self.controls["depth"].value
+            self.controls[f"width_{l + 1}"].layout.display = None if shown else "none"
+
+    def _layout(self) -> W.Widget:
+        c = self.controls
+        self._show_widths()
+        left = W.VBox([c[k] for k in ("rule", "dataset", "f_scale", "lr", "sign",
+                                      "output_error", "keep_prob")])
+        right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(MAX_DEPTH)]
+                       + [c[k] for k in ("batch_size", "epochs", "seed", "subset")])
+        buttons = W.HBox([self.run_button, self.stop_button, self.clear_button, self.progress])
+        charts = W.HBox([self.curves, self.alignment])
+        return W.VBox([W.HBox([left, right]), buttons, self.status, charts])
+
+    def config(self) -> RunConfig:
+        """The config the controls show (raises ConfigError for a bad combination)."""
+        c = self.controls
+        depth = c["depth"].value
+        values = {k: c[k].value for k in ("rule", "dataset", "f_scale", "lr", "batch_size",
+                                          "epochs", "seed", "sign", "output_error",
+                                          "keep_prob")}
+        values["hidden"] = tuple(c[f"width_{l + 1}"].value for l in range(depth))
+        values["subset"] = c["subset"].value or None
+        return validate(dataclasses.replace(self.base, **values))
+
+    # ---------------------------------------------------------------- running
+
+    def start(self) -> None:
+        """Start a run of the shown settings in a background thread (no-op while one runs)."""
+        if self.running:
+            return
+        try:
+            config = self.config()
+        except ConfigError as err:
+            self._show_error(str(err))
+            return
+        self.error = None
+        self.started_config = config
+        self.stop_event.clear()
+        self.progress.value = 0
+        self.status.value = f"starting {config.rule} on {config.dataset} ..."
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.thread = threading.Thread(target=self._train, args=(config,), daemon=True)
+        self.thread.start()
+
+    def _train(self, config: RunConfig) -> None:
+        try:
+            run = train(config, progress=False, callbacks=(_Live(self),),
+                        should_stop=self.stop_event.is_set)
+            self.runs.append(run)
+            self.histories.append(self.label(run.history))
+            self.status.value = (f"{run.status}: {config.rule} test_acc={run.test_acc:.4f} "
+                                 f"after {int(run.history.epoch[-1])} epochs")
+            self.redraw()
+        except Exception as err:  # shown in the widget: a thread's errors are otherwise lost
+            self._show_error(f"{type(err).__name__}: {err}", traceback.format_exc())
+        finally:
+            self.run_button.disabled, self.stop_button.disabled = False, True
+
+    def _show_error(self, message: str, details: str = "") -> None:
+        self.error = message
+        self.status.value = f"<b style='color:#b00'>error:</b> {message}"
+        if details:
+            self.status.value += f"<details><pre>{details}</pre></details>"
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self) -> None:
+        """Ask the running run to stop after its current step (its complete epochs are kept)."""
+        self.stop_event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def clear(self) -> None:
+        """Forget the finished runs (a running one continues)."""
+        self.runs.clear()
+        self.histories.clear()
+        self.redraw()
+
+    # ---------------------------------------------------------------- charts
+
+    def label(self, history: xr.Dataset) -> xr.Dataset:
+        """A run's history with a unique, readable `run` name and a `label` coordinate."""
+        h = history.isel(run=0)
+        name = (f"#{len(self.histories) + 1} {h.rule.item()} F={h.f_scale.item():.3g} "
+                f"lr={h.lr.item():.3g} h={h.hidden.item()}")
+        return history.assign_coords(run=[name], label=("run", [name]))
+
+    def redraw(self, live: xr.Dataset | None = None) -> None:
+        shown = self.histories + ([live] if live is not None else [])
+        if not shown:
+            self.curves.chart = _placeholder("test accuracy")
+            self.alignment.chart = _placeholder("F angle")
+            return
+        ds = xr.concat(shown, dim="run", join="outer", combine_attrs="drop_conflicts")
+        self.curves.chart = plots.learning_curves(ds, metric="test_acc", color=self.color)
+        self.alignment.chart = plots.f_alignment(ds, color=self.color)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def explorer(**base) -> Explorer:
+    """An `Explorer` starting from `RunConfig(**base)`; display it as a notebook cell's value."""
+    return Explorer(RunConfig(**base) if base else None)
