@@ -8,6 +8,7 @@ DATA   ?= data
 PORT   ?= 8888
 # Empty: the lab listens on localhost only and asks for no token. Set TOKEN=... to require one.
 TOKEN  ?=
+LAB_ARGS ?=
 
 .PHONY: setup data lab demo train test gpu-check clean
 
@@ -28,7 +29,8 @@ data: setup
 # JupyterLab on notebooks/, with the data folder filled and the venv's kernel.
 lab: data
 	PEPITA_LAB_DATA="$(abspath $(DATA))" $(BIN)/jupyter lab --notebook-dir=notebooks \
-		--ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --IdentityProvider.token="$(TOKEN)"
+		--ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --IdentityProvider.token="$(TOKEN)" \
+		--ServerApp.allow_root=True $(LAB_ARGS)
 
 # The quickstart without a browser: PEPITA and BP on MNIST, figures as PNG in runs/demo/figures.
 demo: data

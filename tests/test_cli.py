@@ -120,3 +120,26 @@ def test_cost_prints_the_model_beside_measured_times(capsys):
     for rule in ("pepita", "bp", "fa", "dfa", "drtp"):
         assert rule in text
     assert "step_ms" in text and "gflops" in text
+
+
+def test_figures_writes_pngs_of_runs(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(SYNTH + ["--hidden", "32", "16", "--out", str(run_dir)]) == 0
+    assert main(["figures", str(run_dir), "--format", "png", "svg"]) == 0
+    figures = run_dir / "figures"
+    for name in ("learning_curves", "bp_alignment", "f_alignment", "activation_heatmap_layer1",
+                 "activation_heatmap_layer2", "activation_distribution_layer1",
+                 "modulated_inputs"):
+        png = (figures / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+        assert (figures / f"{name}.svg").read_text().lstrip().startswith("<svg")
+
+
+def test_demo_trains_both_rules_and_writes_figures(tmp_path, data_dir, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--subset", "1000", "--data-dir", str(data_dir),
+                 "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "pepita: test_acc=" in text and "bp: test_acc=" in text
+    assert (out / "figures" / "learning_curves.png").stat().st_size > 5000
+    assert (out / "pepita" / "history.nc").is_file() and (out / "bp" / "history.nc").is_file()

@@ -1,0 +1,97 @@
+"""The explorer driven from Python as a user drives it with the mouse, and the layering rule
+that keeps the training core free of widgets and charts."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pepita_lab.config import RunConfig
+from pepita_lab.widgets import Explorer
+
+
+def wait_for(predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def chart_rows(jchart) -> int:
+    spec = jchart.chart.to_dict()
+    return sum(len(rows) for rows in spec.get("datasets", {}).values())
+
+
+@pytest.fixture
+def explorer():
+    ex = Explorer(RunConfig(dataset="synthetic", epochs=2, hidden=(32,), device="cpu"))
+    yield ex
+    ex.stop()
+    ex.wait(30)
+
+
+def test_run_uses_exactly_the_settings_shown(explorer):
+    c = explorer.controls
+    c["f_scale"].value = 0.2
+    c["lr"].value = 0.03
+    c["depth"].value = 2
+    c["width_1"].value = 64
+    c["width_2"].value = 16
+    c["epochs"].value = 400  # long enough to press Stop while it runs
+    c["sign"].value = -1.0
+    c["seed"].value = 3
+    c["subset"].value = 2000
+    shown = explorer.config()
+    explorer.run_button.click()
+    assert explorer.running and explorer.run_button.disabled
+    wait_for(lambda: explorer.progress.value > 0 and chart_rows(explorer.curves) > 2)
+    explorer.stop_button.click()
+    explorer.wait(30)
+    assert not explorer.running
+    run = explorer.runs[-1]
+    assert run.status == "stopped"
+    assert run.config == shown == explorer.started_config
+    assert (run.config.f_scale, run.config.lr, run.config.hidden) == (0.2, 0.03, (64, 16))
+    assert (run.config.sign, run.config.seed, run.config.subset) == (-1.0, 3, 2000)
+    assert 1 <= int(run.history.epoch[-1]) < 400
+    assert "stopped" in explorer.status.value
+
+
+def test_finished_runs_are_overlaid_and_cleared(explorer):
+    for f_scale in (0.05, 0.5):
+        explorer.controls["f_scale"].value = f_scale
+        explorer.run_button.click()
+        explorer.wait(60)
+    assert [r.config.f_scale for r in explorer.runs] == [0.05, 0.5]
+    spec = explorer.curves.chart.to_dict()
+    runs = {row["run"] for rows in spec["datasets"].values() for row in rows if "run" in row}
+    assert len(runs) == 2
+    explorer.clear_button.click()
+    assert explorer.runs == [] and chart_rows(explorer.curves) <= 1
+
+
+def test_a_bad_setting_is_shown_in_the_widget(explorer):
+    explorer.controls["subset"].value = -5
+    explorer.run_button.click()
+    assert not explorer.running
+    assert "subset" in explorer.error and "-5" in explorer.error
+    assert "error" in explorer.status.value
+
+
+def test_an_error_inside_the_training_thread_is_shown(explorer, tmp_path, monkeypatch):
+    monkeypatch.setenv("PEPITA_LAB_DATA", str(tmp_path))
+    explorer.base = explorer.base.replace(download=False)
+    explorer.controls["dataset"].value = "mnist"
+    explorer.run_button.click()
+    explorer.wait(60)
+    assert "DataNotFoundError" in explorer.error and str(tmp_path) in explorer.error
+    assert not explorer.run_button.disabled  # ready for the next try
+
+
+def test_training_core_imports_no_widgets_or_charts():
+    code = ("import sys, pepita_lab, pepita_lab.training, pepita_lab.api, pepita_lab.cli, "
+            "pepita_lab.analysis, pepita_lab.traces, pepita_lab.records; "
+            "bad = [m for m in ('ipywidgets', 'altair', 'anywidget') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
