@@ -164,6 +164,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import run_plan, table1_plan, write_results
+
+    plan = table1_plan(args.dataset, seeds=args.seeds, baseline_seeds=args.baseline_seeds,
+                       model=args.model, out=args.out, epochs=args.epochs, subset=args.subset,
+                       data_dir=args.data_dir, device=args.device)
+    paths = run_plan(plan, progress=not args.quiet)
+    written = write_results(plan, paths, figures=not args.no_figures)
+    print((plan.out / "table.md").read_text().rstrip())
+    print(f"wrote {len(written)} files in {plan.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pepita-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
+    rsub = p.add_subparsers(dest="what", required=True)
+    r = rsub.add_parser("table1", help="BP, FA, DRTP and PEPITA over seeds, beside the paper")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100"])
+    r.add_argument("--model", default="fc", choices=["fc", "conv"])
+    r.add_argument("--seeds", type=int, default=3, help="seeds of PEPITA and BP (default 3)")
+    r.add_argument("--baseline-seeds", type=int,
+                   help="seeds of FA and DRTP (default: as --seeds)")
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs")
+    r.add_argument("--subset", type=int, help="train on the first N samples only")
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--out", default="results/table1")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")

@@ -62,6 +62,11 @@ class RunConfig:
         d["lr_milestones"] = list(self.lr_milestones)
         return d
 
+    def identity(self) -> dict:
+        """The settings that change what a run computes (not where: device, data folder)."""
+        skip = ("device", "data_dir", "download", "eval_batch_size")
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 

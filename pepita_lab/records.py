@@ -73,9 +73,7 @@ def run_id(config: RunConfig) -> str:
     import hashlib
 
     hidden = "x".join(map(str, config.hidden))
-    d = {k: v for k, v in config.to_dict().items() if k not in ("device", "data_dir", "download",
-                                                               "eval_batch_size")}
-    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
+    digest = hashlib.sha1(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:6]
     return (f"{config.rule}-{config.dataset}-h{hidden}-f{config.f_scale:g}-lr{config.lr:g}"
             f"-s{config.seed}-{digest}")
 
