@@ -1,103 +1,49 @@
-"""The Python API the CLI, the notebooks and the widgets share: train a run, store it, load it.
+"""The Python API the CLI, the notebooks and the widgets share: train, resume, grids.
 
-A run folder holds `config.json`, `history.nc` (per-epoch and per-layer traces),
-`activations.nc` (activation snapshots) and `checkpoint.pt` (everything needed to continue).
-Every file is rewritten atomically after each epoch, so a run killed at any moment leaves the
-previous complete files or the new ones, never a truncated one.
+The run folder (what is written, how it is read back) is `pepita_lab.store`.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 import xarray as xr
 
 from .config import ConfigError, RunConfig, validate
 from .data import TensorData, load_data
 from .devices import resolve_device
-from .nets import Net
-from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
-                      run_id, write_json, write_netcdf)
+from .records import run_id
+from .store import (Run, RunFolderError, RunStore, load_run, load_runs, read_checkpoint,
+                    read_config, run_datasets)
 from .traces import Tracer
 from .training import Trainer
 
-CONFIG_FILE, HISTORY_FILE = "config.json", "history.nc"
-ACTIVATIONS_FILE, CHECKPOINT_FILE = "activations.nc", "checkpoint.pt"
+__all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]
 
 
-@dataclass
-class Run:
-    """A trained (or loaded) run: its settings, its datasets and its net."""
-
-    config: RunConfig
-    history: xr.Dataset
-    activations: xr.Dataset | None
-    net: Net
-    status: str = "completed"
-    path: Path | None = None
-
-    @property
-    def model(self) -> Net:
-        return self.net
-
-    @property
-    def test_acc(self) -> float:
-        return float(self.history.test_acc.isel(run=0, epoch=-1))
+def _check_trace_every(trace_every) -> None:
+    if trace_every is not None and (isinstance(trace_every, bool)
+                                    or not isinstance(trace_every, int) or trace_every < 1):
+        raise ConfigError(f"trace_every={trace_every!r} is not allowed: expected an integer >= 1")
 
 
-def run_datasets(trainer: Trainer, tracer: Tracer | None,
-                 status: str) -> tuple[xr.Dataset, xr.Dataset | None]:
-    """The history and activation datasets of a trainer's run so far."""
-    h = trainer.history
-    attrs = dict(status=status, device=str(trainer.device))
-    history = history_dataset(trainer.config, h.epoch, h.values, tracer, **attrs)
-    activations = None
-    if tracer is not None and tracer.snapshots:
-        activations = activations_dataset(trainer.config, tracer, trainer.data.image_shape,
-                                          **attrs)
-    return history, activations
-
-
-def save_checkpoint(trainer: Trainer, path: Path) -> None:
-    """Everything needed to continue the run, written atomically."""
-    state = {"config": trainer.config.to_dict(), "net": trainer.net.to("cpu").state_dict(),
-             "velocity": [v.cpu() for v in trainer.velocity], "epoch": trainer.epoch,
-             "step": trainer.step, "history": {"epoch": trainer.history.epoch,
-                                               "values": trainer.history.values},
-             "order_gen": trainer.order_gen.get_state(),
-             "mask_gen": trainer.mask_gen.get_state().cpu()}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-@dataclass
-class RunStore:
-    """Training callback that rewrites the run folder after every epoch."""
-
-    path: Path
-    tracer: Tracer | None = None
-    status: str = "running"
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(trainer.config.to_dict(), self.path / CONFIG_FILE)
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        self.save(trainer)
-
-    def save(self, trainer: Trainer) -> tuple[xr.Dataset, xr.Dataset | None]:
-        history, activations = run_datasets(trainer, self.tracer, self.status)
-        save_checkpoint(trainer, self.path / CHECKPOINT_FILE)
-        if activations is not None:
-            write_netcdf(activations, self.path / ACTIVATIONS_FILE)
-        write_netcdf(history, self.path / HISTORY_FILE)  # last: its status says the rest is done
-        return history, activations
+def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
+         callbacks: tuple, should_stop) -> Run:
+    """Run `trainer` to its end (or stop / divergence) with the store writing as it goes."""
+    trainer.callbacks = [cb for cb in (tracer, store) if cb is not None] + list(callbacks)
+    try:
+        status = trainer.run(should_stop)
+        if store is not None:
+            history, activations = store.save(trainer, status,
+                                              checkpoint=status == "completed")
+        else:
+            history, activations = run_datasets(trainer, tracer, status)
+    finally:
+        if store is not None:
+            store.close()
+    return Run(trainer.config, history, activations, trainer.net, status,
+               None if store is None else store.path)
 
 
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,
@@ -107,53 +53,46 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
     """Train one run of `config`; with `out`, write it to that folder as it goes.
 
     The config is validated and the data loaded before anything is written, so a refused run
-    leaves `out` untouched. Traces (`traces=True`) are recorded after every epoch, and every
-    `trace_every` steps if given; activation snapshots at `snapshot_epochs` (default: every
-    epoch of short runs, 0, 1, 2, 5, 10, 20, 50, ... of long ones). `should_stop` (checked every
-    step) ends the run early with status "stopped", keeping the last complete epoch.
+    leaves `out` untouched; a folder another process is writing to is refused. Traces
+    (`traces=True`) are recorded after every epoch, and every `trace_every` steps if given;
+    activation snapshots at `snapshot_epochs` (default: every epoch of short runs, 0, 1, 2, 5,
+    10, 20, 50, ... of long ones). `should_stop` (checked every step) ends the run early with
+    status "stopped"; a diverging run ends with status "diverged". Either way the checkpoint
+    is that of the last complete epoch, so `resume(out)` continues from it.
     """
     config = validate(config)
-    if trace_every is not None and (isinstance(trace_every, bool) or int(trace_every) < 1):
-        raise ConfigError(f"trace_every={trace_every!r} is not allowed: expected an integer >= 1")
+    _check_trace_every(trace_every)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
     trainer = Trainer(config, data, progress=progress)
-    store = RunStore(Path(out), tracer) if out is not None else None
-    trainer.callbacks = [cb for cb in (tracer, store) if cb is not None] + list(callbacks)
-    status = trainer.run(should_stop)
-    if store is not None:
-        store.status = status
-        history, activations = store.save(trainer)
-    else:
-        history, activations = run_datasets(trainer, tracer, status)
-    return Run(config, history, activations, trainer.net, status,
-               None if out is None else Path(out))
+    store = None
+    if out is not None:
+        store = RunStore(Path(out), tracer)
+        store.open(config)
+    return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
-def load_run(path: str | Path) -> Run:
-    """A run folder written by `train(..., out=path)`, back as a `Run`."""
+def resume(path: str | Path, *, data: TensorData | None = None, progress: bool = True,
+           callbacks: tuple = (), should_stop: Callable[[], bool] | None = None,
+           epochs: int | None = None) -> Run:
+    """Continue the run in folder `path` from its last complete epoch (to `epochs` if given,
+    else to the epochs of its config). On the CPU the result equals that of an uninterrupted
+    run bit for bit: weights, momentum, data order and dropout streams are all restored."""
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a run folder: no {CONFIG_FILE}")
-    config = RunConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
-    history = read_netcdf(path / HISTORY_FILE)
-    activations = (read_netcdf(path / ACTIVATIONS_FILE)
-                   if (path / ACTIVATIONS_FILE).is_file() else None)
-    state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    net = Net.from_state_dict(state["net"])
-    return Run(config, history, activations, net, history.attrs.get("status", "unknown"), path)
-
-
-def load_runs(paths, what: str = "history") -> xr.Dataset:
-    """The histories (or `what="activations"`) of several run folders, concatenated along
-    `run`, their hyperparameters as coordinates; shorter runs are padded with NaN."""
-    runs = [load_run(p) for p in paths]
-    datasets = [getattr(r, what) for r in runs]
-    if any(d is None for d in datasets):
-        raise ValueError(f"some runs have no {what} dataset")
-    # coords="all": per-run coordinates such as the probe labels get a `run` dimension
-    # instead of clashing; join="outer" pads shorter runs and narrower layers with NaN.
-    return xr.concat(datasets, dim="run", join="outer", coords="all", data_vars="all",
-                     combine_attrs="drop_conflicts")
+    config = read_config(path)
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
+    state = read_checkpoint(path)
+    trace_state = state.get("callbacks", {}).get("Tracer")
+    tracer = None
+    if trace_state is not None:
+        every = trace_state.get("every_steps")
+        tracer = Tracer(every, tuple(trace_state["snapshot_epochs"]) or None)
+    trainer = Trainer(config, data, progress=progress)
+    trainer.callbacks = [tracer] if tracer is not None else []
+    trainer.load_state_dict(state)
+    store = RunStore(path, tracer)
+    store.open(config)
+    return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
 def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,

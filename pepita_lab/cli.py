@@ -51,6 +51,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-epochs", type=int, nargs="+", metavar="EPOCH",
                    help="epochs at which to keep activation differences (default: every "
                         "epoch of short runs; 0 1 2 5 10 20 50 ... and the last of long ones)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last complete epoch (its own "
+                        "settings; --epochs may extend it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -63,20 +66,59 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(**overrides).replace()
 
 
-def cmd_train(args) -> int:
-    from .api import train
+class _PrintEpochs:
+    """Training callback: one line per completed epoch (beside the progress bar)."""
 
-    config = config_from_args(args)
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and any(out.iterdir()):
-        raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder")
-    run = train(config, out=out, progress=not args.quiet, trace_every=args.trace_every,
-                snapshot_epochs=args.snapshot_epochs)
-    h = run.history.isel(run=0)
-    for e in range(1, h.sizes["epoch"]):  # epoch 0 is the initial net
-        print(f"epoch {int(h.epoch[e])}: train_loss={float(h.train_loss[e]):.4f} "
-              f"train_acc={float(h.train_acc[e]):.4f} test_loss={float(h.test_loss[e]):.4f} "
-              f"test_acc={float(h.test_acc[e]):.4f} ({float(h.epoch_time[e]):.1f} s)")
+    def on_epoch_end(self, trainer) -> None:
+        from tqdm.auto import tqdm
+
+        v = {k: vals[-1] for k, vals in trainer.history.values.items()}
+        tqdm.write(f"epoch {trainer.epoch}: train_loss={v['train_loss']:.4f} "
+                   f"train_acc={v['train_acc']:.4f} test_loss={v['test_loss']:.4f} "
+                   f"test_acc={v['test_acc']:.4f} ({v['epoch_time']:.1f} s)")
+
+
+def _stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop after the current step."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_train(args) -> int:
+    from .api import resume, train
+
+    callbacks = (_PrintEpochs(),)
+    stop = _stop_on_signals()
+    if args.resume:
+        out = Path(args.resume)
+        run = resume(out, progress=not args.quiet, callbacks=callbacks,
+                     should_stop=stop.is_set, epochs=args.epochs)
+    else:
+        config = config_from_args(args)
+        out = Path(args.out) if args.out else None
+        if out is not None and out.exists() and any(out.iterdir()):
+            raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder "
+                              "(or continue it with --resume)")
+        run = train(config, out=out, progress=not args.quiet, trace_every=args.trace_every,
+                    snapshot_epochs=args.snapshot_epochs, callbacks=callbacks,
+                    should_stop=stop.is_set)
+    last = int(run.history.epoch[-1])
+    where = f" in {out}" if out is not None else ""
+    if run.status == "diverged":
+        a = run.history.attrs
+        print(f"pepita-lab: run diverged in epoch {a['diverged_epoch']} at step "
+              f"{a['diverged_step']} ({a['diverged_reason']}); the last good checkpoint "
+              f"(epoch {last}) is kept{where}", file=sys.stderr)
+        return 3
+    if run.status == "stopped":
+        hint = f"; continue with: pepita-lab train --resume {out}" if out is not None else ""
+        print(f"pepita-lab: interrupted; epoch {last} saved{where}{hint}", file=sys.stderr)
+        return 130
     if out is not None:
         print(f"wrote {out}")
     print(f"test_acc={run.test_acc:.4f}")

@@ -149,6 +149,7 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
     n = len(samples["label"])
 
     def image(a):  # (..., C*H*W) channel-first -> (..., H, W, C)
+        a = np.asarray(a)
         return np.moveaxis(a.reshape(a.shape[:-1] + (C, H, W)), -3, -1)
 
     data_vars = {
@@ -156,7 +157,8 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
               _attrs("x")),
         "x_err": (("run", "epoch", "sample", "height", "width", "channel"),
                   np.stack([image(s["x_err"]) for s in snaps])[None], _attrs("x_err")),
-        "error": (("run", "epoch", "sample", "class"), np.stack([s["error"] for s in snaps])[None],
+        "error": (("run", "epoch", "sample", "class"),
+                  np.stack([np.asarray(s["error"]) for s in snaps])[None],
                   _attrs("error")),
     }
     coords = {"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
@@ -167,7 +169,7 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
         coords[unit] = (unit, np.arange(config.hidden[l]))
         for key in ("h", "h_diff"):
             data_vars[f"{key}_{l + 1}"] = (("run", "epoch", "sample", unit),
-                                           np.stack([s[key][l] for s in snaps])[None].astype(np.float32),
+                                           np.stack([np.asarray(s[key][l]) for s in snaps])[None].astype(np.float32),
                                            _attrs(f"{key}_{l + 1}"))
     coords.update(run_coords(config))
     return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))

@@ -98,15 +98,15 @@ def layer_traces(net: Net, rule_step, rule: str, x: Tensor, target: Tensor) -> d
 @torch.no_grad()
 def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float) -> dict:
     """PEPITA's two passes on probe samples (no dropout): `h_l`, `h_l - h_l^err` per hidden
-    layer, the modulated input and the first-pass error, as numpy arrays."""
+    layer, the modulated input and the first-pass error, as CPU tensors."""
     f = pepita_factors(net.weights, x, target, net.F, sign=sign, masks=None, biases=net.biases)
     L = len(net.weights)
     h_err = f.inputs[1:]  # h_1^err .. h_{L-1}^err
     diffs = f.deltas[:L - 1]
-    return {"h": [(he + d).cpu().numpy() for he, d in zip(h_err, diffs)],
-            "h_diff": [d.cpu().numpy() for d in diffs],
-            "x_err": f.inputs[0].cpu().numpy(),
-            "error": (f.probs - target).cpu().numpy()}
+    return {"h": [(he + d).cpu() for he, d in zip(h_err, diffs)],
+            "h_diff": [d.cpu() for d in diffs],
+            "x_err": f.inputs[0].cpu(),
+            "error": (f.probs - target).cpu()}
 
 
 @dataclass
@@ -147,6 +147,19 @@ class Tracer:
         if trainer.epoch in self.snapshot_epochs:
             self.snapshots[trainer.epoch] = activation_snapshot(
                 trainer.net, self.sample_x, trainer.eye[self.sample_y], trainer.config.sign)
+
+    def state_dict(self) -> dict:
+        """What was traced so far (plain values and CPU tensors), for checkpoints."""
+        return {"every_steps": self.every_steps,
+                "epochs": self.epochs, "epoch_traces": self.epoch_traces, "steps": self.steps,
+                "step_traces": self.step_traces, "snapshots": self.snapshots,
+                "snapshot_epochs": list(self.snapshot_epochs or ())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs, self.epoch_traces = list(state["epochs"]), list(state["epoch_traces"])
+        self.steps, self.step_traces = list(state["steps"]), list(state["step_traces"])
+        self.snapshots = dict(state["snapshots"])
+        self.snapshot_epochs = tuple(state["snapshot_epochs"]) or None
 
     def sample_arrays(self) -> dict:
         """The probe samples: clean inputs and labels, as numpy arrays."""

@@ -22,6 +22,9 @@ from .rules import Factors, make_rule
 from .rules.common import pre_activation
 
 HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
+# A mean batch loss above this (nats; chance on 10 classes is 2.3) or a non-finite one means the
+# run has diverged: its weights are NaN / inf or so large that softmax saturates on wrong answers.
+DIVERGENCE_LOSS = 20.0
 
 
 class Callback(Protocol):
@@ -80,6 +83,33 @@ class Trainer:
         self.progress = progress
         self._masks = [torch.empty(config.batch_size, n, device=self.device)
                        for n in config.hidden]
+        self.divergence: dict | None = None
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the run bit for bit (CPU tensors and plain values),
+        including the state of callbacks that have one."""
+        return {"config": self.config.to_dict(), "net": self.net.to("cpu").state_dict(),
+                "velocity": [v.cpu() for v in self.velocity], "epoch": self.epoch,
+                "step": self.step,
+                "history": {"epoch": list(self.history.epoch), "values": self.history.values},
+                "order_gen": self.order_gen.get_state(), "mask_gen": self.mask_gen.get_state(),
+                "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
+                              if hasattr(cb, "state_dict")}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` (of a run with the same config)."""
+        net = Net.from_state_dict(state["net"]).to(self.device)
+        self.net.weights, self.net.biases, self.net.F = net.weights, net.biases, net.F
+        self.net.feedback = net.feedback
+        self.velocity = [v.to(self.device) for v in state["velocity"]]
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = History(list(state["history"]["epoch"]),
+                               {k: list(v) for k, v in state["history"]["values"].items()})
+        self.order_gen.set_state(state["order_gen"])
+        self.mask_gen.set_state(state["mask_gen"])
+        for cb in self.callbacks:
+            if type(cb).__name__ in state.get("callbacks", {}):
+                cb.load_state_dict(state["callbacks"][type(cb).__name__])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -115,8 +145,10 @@ class Trainer:
             b.sub_(v)
 
     @torch.no_grad()
-    def train_epoch(self, bar=None, should_stop: Callable[[], bool] | None = None) -> bool:
-        """One epoch; returns False if `should_stop` interrupted it (the epoch is not counted)."""
+    def train_epoch(self, bar=None, should_stop: Callable[[], bool] | None = None) -> str:
+        """One epoch. Returns "ok", or "stopped" if `should_stop` interrupted it, or "diverged"
+        (see `DIVERGENCE_LOSS`; details in `self.divergence`); an unfinished epoch is not
+        counted and the net is then that of the last step."""
         cfg, data = self.config, self.data
         lr = lr_at(cfg, self.epoch)
         N = data.x_train.shape[0]
@@ -126,15 +158,21 @@ class Trainer:
         start = time.perf_counter()
         for i in range(0, N, cfg.batch_size):
             if should_stop is not None and should_stop():
-                return False
+                return "stopped"
             idx = perm[i:i + cfg.batch_size]
             x, y = data.x_train[idx], data.y_train[idx]  # (B, d), (B,)
             f = self.rule(self.net, x, self.eye[y], self.dropout_masks(len(idx)))
             self.apply(f, lr)
-            p_true = f.probs.gather(1, y[:, None])
-            loss_sum -= p_true.clamp_min(1e-30).log().sum()
+            batch_loss = -f.probs.gather(1, y[:, None]).clamp_min(1e-30).log().sum()
+            loss_sum += batch_loss
             correct += (f.probs.argmax(1) == y).sum()
             self.step += 1
+            mean_loss = batch_loss.item() / len(idx)  # one sync a step: stop within one step
+            if not math.isfinite(mean_loss) or mean_loss > DIVERGENCE_LOSS:
+                self.divergence = {
+                    "epoch": self.epoch + 1, "step": self.step,
+                    "reason": f"mean batch loss {mean_loss:.4g} nats (limit {DIVERGENCE_LOSS:g})"}
+                return "diverged"
             self._emit("on_step_end", f)
             if bar is not None:
                 bar.update(1)
@@ -144,7 +182,7 @@ class Trainer:
         self.history.append(self.epoch, epoch_lr=lr, train_loss=loss_sum.item() / N,
                             train_acc=correct.item() / N, test_loss=test_loss,
                             test_acc=test_acc, epoch_time=time.perf_counter() - start)
-        return True
+        return "ok"
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[float, float]:
@@ -167,7 +205,8 @@ class Trainer:
         return h
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> str:
-        """Train until `config.epochs` epochs are complete; returns "completed" or "stopped".
+        """Train until `config.epochs` epochs are complete; returns "completed", "stopped" or
+        "diverged".
 
         A fresh run first records epoch 0: the initial net's test loss and accuracy."""
         if self.epoch == 0 and not self.history.epoch:
@@ -180,8 +219,9 @@ class Trainer:
         with tqdm(total=remaining * self.steps_per_epoch, unit="step", disable=not self.progress,
                   desc=f"{self.config.rule} {self.config.dataset}", leave=False) as bar:
             while self.epoch < self.config.epochs:
-                if not self.train_epoch(bar, should_stop):
-                    return "stopped"
+                status = self.train_epoch(bar, should_stop)
+                if status != "ok":
+                    return status
                 bar.set_postfix(epoch=self.epoch, test_acc=f"{self.history.last('test_acc'):.4f}")
                 self._emit("on_epoch_end")
         return "completed"

@@ -19,7 +19,7 @@ def test_train_synthetic_writes_the_run_folder(tmp_path, capsys):
     assert main(SYNTH + ["--out", str(out), "--f-scale", "0.1", "--sign", "-1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("test_acc=0.") and len(lines[-1]) == len("test_acc=0.1234")
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
     assert config["f_scale"] == 0.1 and config["sign"] == -1.0 and config["hidden"] == [32]
     with xr.open_dataset(out / "history.nc") as h:
         assert list(h.epoch.values) == [0, 1, 2]  # 0: the initial net
@@ -33,7 +33,7 @@ def test_flags_after_a_preset_override_it(tmp_path):
     assert main(["train", "--preset", "paper-mnist", "--dataset", "synthetic", "--epochs", "1",
                  "--lr", "0.02", "--hidden", "8", "--quiet", "--device", "cpu",
                  "--out", str(out)]) == 0
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
     assert (config["lr"], config["epochs"], config["hidden"]) == (0.02, 1, [8])
     assert config["lr_milestones"] == [60, 90] and config["keep_prob"] == 0.9
 

@@ -1,0 +1,178 @@
+"""The run folder: what is written where, atomically, under a lock, and read back.
+
+A run folder holds `config.json`, `history.nc` (per-epoch and per-layer traces),
+`activations.nc` (activation snapshots) and `checkpoint.pt` (everything needed to continue).
+Each file is rewritten atomically after each epoch, so a run killed at any moment (even with
+SIGKILL) leaves the previous complete file or the new one. The checkpoint is the source of
+truth for resuming; it is written first, and only for complete epochs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import xarray as xr
+
+from . import __version__
+from .config import ConfigError, RunConfig
+from .nets import Net
+from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
+                      write_json, write_netcdf)
+from .traces import Tracer
+from .training import Trainer
+
+CONFIG_FILE, HISTORY_FILE = "config.json", "history.nc"
+ACTIVATIONS_FILE, CHECKPOINT_FILE, LOCK_FILE = "activations.nc", "checkpoint.pt", ".lock"
+FORMAT_VERSION = 1  # of the run folder; a folder of another version is refused on load
+
+
+class RunFolderError(ConfigError):
+    """A run folder that cannot be used: missing, corrupt, of another version, or busy."""
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run: its settings, its datasets and its net."""
+
+    config: RunConfig
+    history: xr.Dataset
+    activations: xr.Dataset | None
+    net: Net
+    status: str = "completed"
+    path: Path | None = None
+
+    @property
+    def model(self) -> Net:
+        return self.net
+
+    @property
+    def test_acc(self) -> float:
+        return float(self.history.test_acc.isel(run=0, epoch=-1))
+
+
+def run_datasets(trainer: Trainer, tracer: Tracer | None,
+                 status: str) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The history and activation datasets of a trainer's run so far."""
+    h = trainer.history
+    attrs = dict(status=status, device=str(trainer.device))
+    if trainer.divergence is not None:
+        attrs.update({f"diverged_{k}": v for k, v in trainer.divergence.items()})
+    history = history_dataset(trainer.config, h.epoch, h.values, tracer, **attrs)
+    activations = None
+    if tracer is not None and tracer.snapshots:
+        activations = activations_dataset(trainer.config, tracer, trainer.data.image_shape,
+                                          **attrs)
+    return history, activations
+
+
+def save_checkpoint(trainer: Trainer, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(trainer.state_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def lock_folder(path: Path):
+    """An exclusive lock on the run folder (released when the process ends, however it ends);
+    RunFolderError if another process holds it."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunFolderError(f"out={str(path)!r} is in use by another running pepita-lab "
+                             "process: choose another folder") from None
+    return fd
+
+
+@dataclass
+class RunStore:
+    """Training callback that rewrites the run folder after every epoch."""
+
+    path: Path
+    tracer: Tracer | None = None
+    _lock: int | None = field(default=None, repr=False)
+
+    def open(self, config: RunConfig) -> None:
+        """Lock the folder and write config.json (call before training starts)."""
+        self._lock = lock_folder(self.path)
+        write_json({"format_version": FORMAT_VERSION, "pepita_lab_version": __version__,
+                    "config": config.to_dict()}, self.path / CONFIG_FILE)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self.save(trainer, "running", checkpoint=True)
+
+    def save(self, trainer: Trainer, status: str, *, checkpoint: bool):
+        """Write the datasets with `status`; the checkpoint only for a complete epoch (a run
+        stopped or diverged mid-epoch keeps the last good one)."""
+        history, activations = run_datasets(trainer, self.tracer, status)
+        if checkpoint:
+            save_checkpoint(trainer, self.path / CHECKPOINT_FILE)
+        if activations is not None:
+            write_netcdf(activations, self.path / ACTIVATIONS_FILE)
+        write_netcdf(history, self.path / HISTORY_FILE)
+        return history, activations
+
+
+def read_config(path: Path) -> RunConfig:
+    """The config of run folder `path`, or RunFolderError saying what is wrong with it."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise RunFolderError(f"{path} is not a run folder: no {CONFIG_FILE}")
+    try:
+        doc = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFolderError(f"{file} is corrupt (not valid JSON: {err})") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
+        version = doc.get("format_version") if isinstance(doc, dict) else None
+        raise RunFolderError(f"{file} is from an incompatible version of pepita-lab "
+                             f"(run folder format {version!r}, this version reads "
+                             f"{FORMAT_VERSION})")
+    try:
+        return RunConfig.from_dict(doc["config"])
+    except (ConfigError, TypeError, KeyError) as err:
+        raise RunFolderError(f"{file} holds an invalid config: {err}") from None
+
+
+def read_checkpoint(path: Path) -> dict:
+    file = Path(path) / CHECKPOINT_FILE
+    if not file.is_file():
+        raise RunFolderError(f"{path} has no {CHECKPOINT_FILE}: nothing to resume or load")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle / zip errors of a damaged file
+        raise RunFolderError(f"{file} is corrupt ({type(err).__name__}: {err})") from None
+
+
+def load_run(path: str | Path) -> Run:
+    """A run folder written by `pepita_lab.train(..., out=path)`, back as a `Run`."""
+    path = Path(path)
+    config = read_config(path)
+    history = read_netcdf(path / HISTORY_FILE)
+    activations = (read_netcdf(path / ACTIVATIONS_FILE)
+                   if (path / ACTIVATIONS_FILE).is_file() else None)
+    net = Net.from_state_dict(read_checkpoint(path)["net"])
+    return Run(config, history, activations, net, history.attrs.get("status", "unknown"), path)
+
+
+def load_runs(paths, what: str = "history") -> xr.Dataset:
+    """The histories (or `what="activations"`) of several run folders, concatenated along
+    `run`, their hyperparameters as coordinates; shorter runs are padded with NaN."""
+    datasets = [getattr(load_run(p), what) for p in paths]
+    if any(d is None for d in datasets):
+        raise ValueError(f"some runs have no {what} dataset")
+    # coords="all": per-run coordinates such as the probe labels get a `run` dimension
+    # instead of clashing; join="outer" pads shorter runs and narrower layers with NaN.
+    return xr.concat(datasets, dim="run", join="outer", coords="all", data_vars="all",
+                     combine_attrs="drop_conflicts")
