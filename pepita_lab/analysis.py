@@ -283,3 +283,27 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
 __all__ = ["SlownessFit", "fit_slowness", "first_decay_epoch", "slowness", "final_values",
            "summary_table", "format_table", "Cost", "step_cost", "cost_table",
            "measure_step_time"]
+
+
+# ---------------------------------------------------------------- memory
+
+_SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
+                "cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (5000, 1000)}
+
+
+def memory_estimate(config: RunConfig) -> dict[str, int]:
+    """Bytes a run of `config` needs on its device (float32), by part: the dataset as tensors,
+    the trained tensors with their momentum and the fixed feedback matrices, a training step's
+    activations (`step_cost`, doubled for the temporaries around it) and an evaluation chunk."""
+    d = _INPUT_SIZE[config.dataset]
+    C = 100 if config.dataset == "cifar100" else 10
+    sizes = [d, *config.hidden, C]
+    n_train, n_test = _SPLIT_SIZES[config.dataset]
+    n_train = min(n_train, config.subset or n_train)
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return {
+        "data": 4 * (n_train + n_test) * (d + 2),
+        "weights": 4 * (3 * weights + d * C),  # W, momentum, feedback (at most W's size), F
+        "step": 2 * step_cost(config.rule, sizes, config.batch_size).activation_bytes,
+        "evaluation": 4 * 2 * config.eval_batch_size * sum(sizes),
+    }

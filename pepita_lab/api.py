@@ -46,6 +46,36 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
                None if store is None else store.path)
 
 
+def available_memory(device) -> int:
+    """Bytes free on `device`: CUDA's free memory, or the host's available memory."""
+    import os
+
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(config: RunConfig) -> None:
+    """Refuse, before anything is loaded, a run that cannot fit in its device's memory."""
+    from .analysis import memory_estimate
+
+    device = resolve_device(config.device)
+    parts = memory_estimate(config)
+    need, free = sum(parts.values()), available_memory(device)
+    if need > free:
+        detail = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in parts.items())
+        raise ConfigError(f"hidden={list(config.hidden)!r} with batch_size={config.batch_size} "
+                          f"needs about {need / 2**30:.1f} GiB ({detail}) but {device.type} "
+                          f"has {free / 2**30:.1f} GiB available: use narrower or fewer layers")
+
+
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,
           progress: bool = True, callbacks: tuple = (), trace_every: int | None = None,
           snapshot_epochs: tuple[int, ...] | None = None, traces: bool = True,
@@ -62,6 +92,7 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
     """
     config = validate(config)
     _check_trace_every(trace_every)
+    check_memory(config)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
     trainer = Trainer(config, data, progress=progress)
     store = None

@@ -38,6 +38,69 @@ class DataNotFoundError(RuntimeError):
     """The files of a dataset are not in the data folder and could not be fetched."""
 
 
+class DataIntegrityError(DataNotFoundError):
+    """A dataset file is there but damaged: wrong size or checksum."""
+
+
+# Decompressed IDX files: (size in bytes, md5). MNIST's are those of the official files;
+# Fashion-MNIST's are the upstream files' (also what ../shared/datasets/README.md lists).
+_IDX_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
+              "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
+_IDX_MD5 = {
+    "MNIST": {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+              "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+    "FashionMNIST": {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+}
+_VERIFIED: dict[tuple, bool] = {}  # (path, size, mtime) -> checked, so a process hashes once
+
+
+def _md5(path: pathlib.Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: pathlib.Path, size: int | None, md5: str | None) -> None:
+    """DataIntegrityError naming `path` unless it has the expected size and md5."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key):
+        return
+    how = ("delete it and fill the folder again (`pepita-lab data --mirror PATH`, or let "
+           "torchvision download it)")
+    if size is not None and st.st_size != size:
+        raise DataIntegrityError(f"{path} is damaged: {st.st_size} bytes, expected {size}; "
+                                 f"{how}")
+    if md5 is not None and (digest := _md5(path)) != md5:
+        raise DataIntegrityError(f"{path} is damaged: md5 {digest}, expected {md5}; {how}")
+    _VERIFIED[key] = True
+
+
+def _verify_dataset(name: str, root: pathlib.Path, cls) -> None:
+    """Check the files a dataset reads, where they exist (missing ones are torchvision's to
+    report or download): IDX sizes and md5s, CIFAR batches against torchvision's md5s."""
+    folder = root / _TORCHVISION[name][1]
+    if name in ("mnist", "fashion-mnist"):
+        md5s = _IDX_MD5[_TORCHVISION[name][0]]
+        expected = {f: (size, md5s[f]) for f, size in _IDX_SIZES.items()}
+    else:
+        files = list(cls.train_list) + list(cls.test_list) + [[cls.meta["filename"],
+                                                               cls.meta["md5"]]]
+        expected = {f: (None, md5) for f, md5 in files}
+    for filename, (size, md5) in expected.items():
+        if (folder / filename).is_file():
+            verify_file(folder / filename, size, md5)
+
+
 @dataclass
 class TensorData:
     """Both splits of a dataset as tensors on one device."""
@@ -123,13 +186,16 @@ def _open_torchvision(name, root, train, download):
     import torchvision.datasets  # here, not at the top: a second of import the synthetic task skips
 
     cls = getattr(torchvision.datasets, _TORCHVISION[name][0])
+    _verify_dataset(name, root, cls)  # damaged files: a clear error, never wrong data
     try:
         return cls(root, train=train, download=False)
     except Exception as err:  # torchvision says RuntimeError; a damaged file can raise others
         reason = f"torchvision: {_summary(err)}"
     if download:
         try:
-            return cls(root, train=train, download=True)
+            ds = cls(root, train=train, download=True)
+            _verify_dataset(name, root, cls)
+            return ds
         except Exception as err:  # offline: URLError (CIFAR), RuntimeError naming mirrors (MNIST)
             reason = f"download failed: {_summary(err)}"
     folder = root / _TORCHVISION[name][1]

@@ -21,6 +21,10 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
                 "output_error", "keep_prob", "seed", "epochs")
     lines = [f"run {h.run.item()}  status={status or history.attrs.get('status', '?')}",
              "settings: " + " ".join(f"{k}={_fmt(h[k].item())}" for k in settings if k in h.coords)]
+    if "diverged_epoch" in history.attrs:
+        a = history.attrs
+        lines.append(f"diverged in epoch {a['diverged_epoch']} at step {a['diverged_step']}: "
+                     f"{a['diverged_reason']} (the last good checkpoint is kept)")
     last = int(h.epoch[-1])
     best = int(h.test_acc.argmax("epoch"))
     lines.append(f"final (epoch {last}): test_acc={float(h.test_acc[-1]):.4f} "

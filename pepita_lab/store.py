@@ -64,6 +64,8 @@ def run_datasets(trainer: Trainer, tracer: Tracer | None,
     if trainer.divergence is not None:
         attrs.update({f"diverged_{k}": v for k, v in trainer.divergence.items()})
     history = history_dataset(trainer.config, h.epoch, h.values, tracer, **attrs)
+    # status as a run coordinate too, so it survives concatenation (grids mark diverged runs)
+    history = history.assign_coords(status=("run", [status]))
     activations = None
     if tracer is not None and tracer.snapshots:
         activations = activations_dataset(trainer.config, tracer, trainer.data.image_shape,
@@ -109,6 +111,10 @@ class RunStore:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.epoch == 0:  # a first good checkpoint, should epoch 1 already diverge
+            self.save(trainer, "running", checkpoint=True)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         self.save(trainer, "running", checkpoint=True)
