@@ -126,28 +126,80 @@ def resume(path: str | Path, *, data: TensorData | None = None, progress: bool =
     return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
+def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
+                     data: TensorData | None = None, progress: bool = True,
+                     trace_every: int | None = None,
+                     snapshot_epochs: tuple[int, ...] | None = None, traces: bool = True,
+                     should_stop: Callable[[], bool] | None = None) -> list[Run]:
+    """Train `configs` (one architecture; they may differ in seed, F scale, lr, sign and
+    feedback scale) at once as one population with batched products; return one `Run` per
+    member. With `out`, each member gets a run folder `out/<run id>` like a separate run's."""
+    from .population import Population
+
+    configs = [validate(c) for c in configs]
+    _check_trace_every(trace_every)
+    check_memory(configs[0].replace(hidden=tuple(len(configs) * w for w in configs[0].hidden)))
+    pop = Population(configs, data, progress=progress)
+    stores = []
+    try:
+        for member in pop.members:
+            tracer = Tracer(trace_every, snapshot_epochs) if traces else None
+            store = None
+            if out is not None:
+                store = RunStore(Path(out) / run_id(member.config), tracer)
+                store.open(member.config)
+                stores.append(store)
+            member.callbacks = [cb for cb in (tracer, store) if cb is not None]
+        statuses = pop.run(should_stop)
+        runs = []
+        for member, status in zip(pop.members, statuses):
+            store = next((cb for cb in member.callbacks if isinstance(cb, RunStore)), None)
+            tracer = next((cb for cb in member.callbacks if isinstance(cb, Tracer)), None)
+            if store is not None:
+                history, activations = store.save(member, status,
+                                                  checkpoint=status == "completed")
+            else:
+                history, activations = run_datasets(member, tracer, status)
+            runs.append(Run(member.config, history, activations, member.net, status,
+                            None if store is None else store.path))
+        return runs
+    finally:
+        for store in stores:
+            store.close()
+
+
 def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
                traces: bool = True, **axes) -> xr.Dataset:
     """Train every combination of the values in `axes` (config field -> list of values, e.g.
-    `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`, one after the other;
-    return their histories concatenated along `run`. With `out`, each run gets a folder there.
-    The dataset is loaded once for all runs that share it."""
+    `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`; return their
+    histories concatenated along `run`, in grid order. Points that share an architecture (they
+    differ only in seed, F scale, lr, sign, feedback scale) train together as one population;
+    the dataset is loaded once. With `out`, each run gets a folder there. A diverged point
+    keeps its place, with `status` "diverged" along `run`."""
     import itertools
 
     from tqdm.auto import tqdm
 
+    from .population import shared_settings
+
     fields = list(axes)
     points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
     configs = [base.replace(**p) for p in points]  # every point validated before any training
-    histories, loaded = [], {}
-    for config in tqdm(configs, desc="grid", unit="run", disable=not progress):
-        key = (config.dataset, config.subset, config.data_dir, config.seed * (
-            config.dataset == "synthetic"))
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(repr(sorted(shared_settings(c).items())), []).append(i)
+    histories, loaded = [None] * len(configs), {}
+    for members in tqdm(list(groups.values()), desc="grid", unit="population",
+                        disable=not progress or len(groups) == 1):
+        first = configs[members[0]]
+        key = (first.dataset, first.subset, first.data_dir)
         if key not in loaded:
-            loaded[key] = load_data(config.dataset, data_dir=config.data_dir,
-                                    subset=config.subset, download=config.download,
-                                    seed=config.seed, device=resolve_device(config.device))
-        path = None if out is None else Path(out) / run_id(config)
-        run = train(config, out=path, data=loaded[key], progress=False, traces=traces)
-        histories.append(run.history)
-    return xr.concat(histories, dim="run", join="outer", combine_attrs="drop_conflicts")
+            loaded[key] = load_data(first.dataset, data_dir=first.data_dir, subset=first.subset,
+                                    download=first.download,
+                                    device=resolve_device(first.device))
+        runs = train_population([configs[i] for i in members], out=out, data=loaded[key],
+                                progress=progress, traces=traces)
+        for i, run in zip(members, runs):
+            histories[i] = run.history
+    return xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",
+                     combine_attrs="drop_conflicts")

@@ -26,19 +26,22 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
                    help="hidden layer widths (default 1024)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (default 0.1)")
+    p.add_argument("--lr", type=float, nargs="+", metavar="LR",
+                   help="learning rate (default 0.1); several values train a population")
     p.add_argument("--lr-milestones", type=int, nargs="*", metavar="EPOCH",
                    help="epochs after which lr is multiplied by 0.1 (default 60 90)")
     p.add_argument("--momentum", type=float, help="(default 0.9)")
     p.add_argument("--batch-size", type=int, help="(default 64)")
-    p.add_argument("--f-scale", type=float, help="scale of PEPITA's F (default 0.05)")
+    p.add_argument("--f-scale", type=float, nargs="+", metavar="SCALE",
+                   help="scale of PEPITA's F (default 0.05); several values train a population")
     p.add_argument("--sign", type=float, help="modulation x + sign F e: 1 (default) or -1")
     p.add_argument("--output-error", help=f"one of {', '.join(OUTPUT_ERRORS)}")
     p.add_argument("--keep-prob", type=float, help="dropout keep probability (default 0.9)")
     p.add_argument("--feedback-scale", type=float,
                    help="scale of the FA / DFA / DRTP feedback matrices (default 1)")
     p.add_argument("--bias", action="store_true", default=None, help="add biases to the net")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, nargs="+", metavar="SEED",
+                   help="(default 0); several values train a population")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--data-dir", help="dataset folder (default $PEPITA_LAB_DATA, else ./data)")
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
@@ -57,13 +60,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The preset (if any), then every flag the user gave, validated in one place."""
+GRID_FLAGS = ("f_scale", "lr", "seed")  # flags that take several values: a population
+
+
+def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
+    """The preset (if any), then every flag the user gave, validated in one place; several
+    values of --f-scale / --lr / --seed give their grid, one config per point."""
+    import itertools
+
     overrides = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
                  if getattr(args, flag, None) is not None}
-    if args.preset:
-        return preset(args.preset, **overrides)
-    return RunConfig(**overrides).replace()
+    grid = {k: overrides.pop(k) for k in GRID_FLAGS if k in overrides}
+    base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
+    return [base.replace(**dict(zip(grid, values)))
+            for values in itertools.product(*grid.values())]
 
 
 class _PrintEpochs:
@@ -99,14 +109,16 @@ def cmd_train(args) -> int:
         run = resume(out, progress=not args.quiet, callbacks=callbacks,
                      should_stop=stop.is_set, epochs=args.epochs)
     else:
-        config = config_from_args(args)
+        configs = configs_from_args(args)
         out = Path(args.out) if args.out else None
         if out is not None and out.exists() and any(out.iterdir()):
             raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder "
                               "(or continue it with --resume)")
-        run = train(config, out=out, progress=not args.quiet, trace_every=args.trace_every,
-                    snapshot_epochs=args.snapshot_epochs, callbacks=callbacks,
-                    should_stop=stop.is_set)
+        if len(configs) > 1:
+            return _train_population(configs, out, args, stop)
+        run = train(configs[0], out=out, progress=not args.quiet,
+                    trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
+                    callbacks=callbacks, should_stop=stop.is_set)
     last = int(run.history.epoch[-1])
     where = f" in {out}" if out is not None else ""
     if run.status == "diverged":
@@ -123,6 +135,25 @@ def cmd_train(args) -> int:
         print(f"wrote {out}")
     print(f"test_acc={run.test_acc:.4f}")
     return 0
+
+
+def _train_population(configs, out, args, stop) -> int:
+    """Several values of --f-scale / --lr / --seed: their grid as one population, one run
+    folder per member under --out."""
+    from .api import train_population
+
+    runs = train_population(configs, out=out, progress=not args.quiet,
+                            trace_every=args.trace_every,
+                            snapshot_epochs=args.snapshot_epochs, should_stop=stop.is_set)
+    for run in runs:
+        c = run.config
+        print(f"{run.history.run.item()}: f_scale={c.f_scale:g} lr={c.lr:g} seed={c.seed} "
+              f"status={run.status} test_acc={run.test_acc:.4f}")
+    if out is not None:
+        print(f"wrote {len(runs)} run folders in {out}")
+    if any(r.status == "stopped" for r in runs):
+        return 130
+    return 3 if any(r.status == "diverged" for r in runs) else 0
 
 
 def cmd_data(args) -> int:

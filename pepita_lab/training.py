@@ -67,7 +67,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         if data is None:
             data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
-                             device=self.device, download=config.download, seed=config.seed)
+                             device=self.device, download=config.download)
         self.data = data.to(self.device)
         self.net: Net = init_net(config, data.n_features, data.n_classes, self.device)
         self.velocity = [torch.zeros_like(p) for p in self.net.params()]

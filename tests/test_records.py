@@ -82,7 +82,7 @@ def test_pepita_alignment_equals_direct_computation(pepita_run):
     from pepita_lab.traces import PROBE_BATCH
 
     cfg = pepita_run.config
-    data = load_data("synthetic", subset=cfg.subset, seed=cfg.seed)
+    data = load_data("synthetic", subset=cfg.subset)
     net = pl.load_run(pepita_run.path).net
     x = data.x_train[:PROBE_BATCH]
     target = torch.eye(data.n_classes)[data.y_train[:PROBE_BATCH]]
@@ -124,7 +124,7 @@ def test_activation_differences_equal_recomputation_from_checkpoint(pepita_run):
     from pepita_lab.data import load_data
 
     cfg = pepita_run.config
-    data = load_data("synthetic", subset=cfg.subset, seed=cfg.seed)
+    data = load_data("synthetic", subset=cfg.subset)
     net = pl.load_run(pepita_run.path).net
     acts = pepita_run.activations
     n = acts.sizes["sample"]

@@ -3,7 +3,8 @@ step from per-layer factors to weight updates.
 
 Every rule in this package produces, for each layer l, a pair of factors `(delta_l, a_l)` with
 shapes (B, out_l) and (B, in_l) such that the batch-mean update is `dW_l = delta_l^T a_l / B`
-(and `db_l = mean(delta_l)` for nets with biases). The training loop folds that outer product
+(and `db_l = mean(delta_l)` for nets with biases). The same code trains a population of K nets
+at once: weights (K, out, in), factors (K, B, ...), every product batched by broadcasting. The training loop folds that outer product
 into the momentum buffer in one fused matrix product; the pure `*_updates` functions return it.
 """
 
@@ -70,13 +71,18 @@ def forward(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
             if masks is not None:
                 h = h * masks[l]
         else:
-            h = torch.softmax(a, dim=1)
+            h = torch.softmax(a, dim=-1)
         hs.append(h)
     return hs
 
 
 def pre_activation(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
-    return x @ W.T if b is None else torch.addmm(b, x, W.T)
+    """`x W^T + b`. Also for a population: W (K, out, in), x (B, in) or (K, B, in),
+    b (K, 1, out)."""
+    if b is None:
+        return x @ W.mT
+    return torch.addmm(b, x, W.T) if W.dim() == 2 else torch.baddbmm(b, x.expand(
+        W.shape[0], *x.shape[-2:]), W.mT)
 
 
 def relu_grad(h: Tensor, mask: Tensor | None) -> Tensor:
@@ -88,8 +94,8 @@ def relu_grad(h: Tensor, mask: Tensor | None) -> Tensor:
 
 def updates_from_factors(f: Factors) -> list[Tensor]:
     """`dW_l = delta_l^T a_l / B`, the batch mean of the per-sample outer products."""
-    B = f.probs.shape[0]
-    return [d.T @ a / B for d, a in zip(f.deltas, f.inputs)]
+    B = f.probs.shape[-2]
+    return [d.mT @ a / B for d, a in zip(f.deltas, f.inputs)]
 
 
 def one_hot(y: Tensor, n_classes: int, dtype=torch.float32) -> Tensor:

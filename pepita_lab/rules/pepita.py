@@ -28,15 +28,15 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     """
     if output_error not in ("modulated", "clean"):
         raise ValueError(f"output_error={output_error!r}: expected 'modulated' or 'clean'")
-    (B, d), C = x.shape, target.shape[1]
+    (B, d), C = x.shape[-2:], target.shape[-1]
     if fused_first_layer == "auto":
         fused_first_layer = C * (d + B) < B * d
     b1 = None if biases is None else biases[0]
     a1 = pre_activation(weights[0], x, b1)  # (B, n_1)
     hs = forward(weights, x, masks, biases, first_pre=a1)
     e = hs[-1] - target  # (B, C)
-    x_err = x + sign * (e @ F.T)  # (B, d)
-    a1_err = (a1 + sign * (e @ (F.T @ weights[0].T)) if fused_first_layer
+    x_err = x + sign * (e @ F.mT)  # (B, d)
+    a1_err = (a1 + sign * (e @ (F.mT @ weights[0].mT)) if fused_first_layer
               else pre_activation(weights[0], x_err, b1))
     hs_err = forward(weights, x_err, masks, biases, first_pre=a1_err)
     e_err = hs_err[-1] - target

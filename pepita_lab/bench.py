@@ -1,0 +1,516 @@
+"""Benchmarks on the current device: the matrix-product rate at the nets' shapes, each rule's
+training step (time, samples/s, achieved FLOP rate from the cost model, fraction of peak), a
+whole epoch with batching and evaluation, and peak memory.
+
+Everything runs in one process on random data of the datasets' shapes, so no files are needed.
+`run_bench` returns plain JSON-able results, `format_report` a readable table of them, and
+`main` is the `pepita-lab bench` command (also `benchmarks/run.py`). Times are medians over
+repeated blocks of calls, synchronised around each block, with warm-up calls excluded; the
+spread is the interquartile range of the blocks (min and max are kept too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .analysis import _INPUT_SIZE, _SPLIT_SIZES, step_cost
+from .config import ConfigError, preset
+from .data import TensorData
+from .devices import resolve_device, synchronize
+from .training import Trainer
+
+SCHEMA = "pepita-lab-bench/1"
+# name -> (dataset, batch size); every net is the paper's d-1024-C.
+SHAPES = {"mnist-64": ("mnist", 64), "mnist-512": ("mnist", 512), "cifar10-64": ("cifar10", 64)}
+QUICK_SHAPES = ("mnist-64",)
+HIDDEN = 1024
+# benchmark key -> (label, the Trainer's rule, whose cost model also counts the step's FLOPs)
+RULES = {"pepita": ("PEPITA", "pepita"), "bp_autograd": ("BP (autograd)", "bp"),
+         "bp": ("BP (by hand)", "bp"), "fa": ("FA", "fa"), "dfa": ("DFA", "dfa"),
+         "drtp": ("DRTP", "drtp")}
+EPOCH_RULES = ("pepita", "bp")
+CONV_REASON = "convolutional nets are not implemented yet"
+# The work of a step does not depend on the learning rate, but the values do: at the paper's
+# rates, training random labels on uniform inputs saturates the softmax within an epoch (PEPITA
+# at 0.1) or grows the weights without bound (DRTP), and the loop stops a "diverged" epoch early.
+BENCH_LR = 1e-3
+PEAK_DEFINITION = ("the highest median rate among the matrix products measured here (the nets' "
+                   "forward and weight-gradient shapes and a large square); every fraction of "
+                   "peak is relative to it")
+MEMORY_KIND = {
+    "cuda": "torch.cuda.max_memory_allocated, reset before each measurement (it includes the "
+            "data and weights resident on the device)",
+    "cpu": "peak resident set size of the whole process (getrusage ru_maxrss): process-wide "
+           "and never decreasing, so a later measurement includes every earlier one",
+}
+
+
+def _settings(quick: bool, device: torch.device, repeats: int | None) -> dict:
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int)
+                                or repeats < 1):
+        raise ConfigError(f"repeats={repeats!r} is not allowed: expected an integer >= 1")
+    cuda = device.type == "cuda"
+    return {
+        "quick": quick, "shapes": list(QUICK_SHAPES if quick else SHAPES),
+        "repeats": repeats or (3 if quick else 7),  # timed blocks per measurement
+        "warmup_calls": 3,  # untimed, before the calibration (which is untimed too)
+        "block_seconds": 0.03 if quick else 0.2,  # target length of one timed block
+        "pool_batches": 8,  # distinct random batches the step timings cycle through
+        "epoch_repeats": 2 if quick else 3,
+        "epoch_samples": [2048, 1000] if quick else None,  # None: the datasets' real sizes
+        "large_square": 1024 if quick else (8192 if cuda else 2048),
+        "lr": BENCH_LR,  # see BENCH_LR; the paper's nets, momentum and dropout otherwise
+    }
+
+
+# ---------------------------------------------------------------- timing
+
+
+def _stats(per_call: list[float]) -> dict:
+    """Median, quartiles, min and max of per-call seconds (one value per timed block)."""
+    xs = sorted(per_call)
+    q1, med, q3 = (statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1
+                   else (xs[0],) * 3)
+    return {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "min_s": xs[0],
+            "max_s": xs[-1], "blocks_s": per_call}
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, *, repeats: int,
+               warmup: int = 3, block_seconds: float = 0.2) -> dict:
+    """Seconds per call of `fn`: `warmup` untimed calls, an untimed calibration that picks the
+    calls per block (doubling until a run lasts a quarter block), then `repeats` timed blocks,
+    each synchronised before and after. Returns `_stats` of the blocks plus `calls_per_block`."""
+    for _ in range(warmup):
+        fn()
+    k = 1
+    while True:
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(k):
+            fn()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= block_seconds / 4 or k >= 4096:
+            break
+        k *= 2
+    n = max(1, round(k * block_seconds / max(elapsed, 1e-9)))
+    per_call = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        synchronize(device)
+        per_call.append((time.perf_counter() - start) / n)
+    return {**_stats(per_call), "calls_per_block": n}
+
+
+def _rates(flops: int, t: dict) -> dict:
+    """GFLOP/s at the median time and at the quartiles (slow quartile first)."""
+    return {"gflops": flops / t["median_s"] / 1e9,
+            "gflops_iqr": [flops / t["q3_s"] / 1e9, flops / t["q1_s"] / 1e9]}
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """See MEMORY_KIND: per measurement on CUDA, the whole process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS: bytes; Linux: KiB
+
+
+# ---------------------------------------------------------------- matrix-product peak
+
+
+def _matmul_shapes(shapes: list[str], large: int) -> list[dict]:
+    """The products a step spends its time in, in the layouts training uses, and a square."""
+    out, seen = [], set()
+    for name in shapes:
+        dataset, B = SHAPES[name]
+        d = _INPUT_SIZE[dataset]
+        for what, m, k, n, lhs_t, rhs_t in (
+                ("forward", B, d, HIDDEN, False, True),  # x (B, d) @ W_1.T (d, n_1)
+                ("weight gradient", HIDDEN, B, d, True, False)):  # delta.T (n_1, B) @ h (B, d)
+            if (m, k, n, lhs_t, rhs_t) not in seen:
+                seen.add((m, k, n, lhs_t, rhs_t))
+                out.append({"name": f"{name} {what}", "m": m, "k": k, "n": n,
+                            "lhs_transposed": lhs_t, "rhs_transposed": rhs_t})
+    out.append({"name": f"square {large}", "m": large, "k": large, "n": large,
+                "lhs_transposed": False, "rhs_transposed": False})
+    return out
+
+
+def measure_peak(shapes: list[str], device: torch.device, s: dict, log=None) -> dict:
+    """The float32 `torch.mm` rate (2 M N K / time) at each shape of `_matmul_shapes`; the
+    peak is the highest median rate (PEAK_DEFINITION)."""
+    entries = []
+    for e in _matmul_shapes(shapes, s["large_square"]):
+        if log:
+            log(f"matrix product {e['name']}: {e['m']} x {e['k']} x {e['n']}")
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.rand(*((e["k"], e["m"]) if e["lhs_transposed"] else (e["m"], e["k"])),
+                       generator=g, device=device)
+        b = torch.rand(*((e["n"], e["k"]) if e["rhs_transposed"] else (e["k"], e["n"])),
+                       generator=g, device=device)
+        a, b = (a.T if e["lhs_transposed"] else a), (b.T if e["rhs_transposed"] else b)
+        c = torch.empty(e["m"], e["n"], device=device)
+        t = time_calls(lambda: torch.mm(a, b, out=c), device, repeats=s["repeats"],
+                       warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
+        flops = 2 * e["m"] * e["k"] * e["n"]
+        entries.append({**e, "flops": flops, "time": t, **_rates(flops, t)})
+        del a, b, c
+    return {"gflops": max(e["gflops"] for e in entries), "definition": PEAK_DEFINITION,
+            "dtype": "float32", "matmuls": entries}
+
+
+# ---------------------------------------------------------------- training steps
+
+
+def random_data(dataset: str, n_train: int, n_test: int, device: torch.device,
+                seed: int = 0) -> TensorData:
+    """Inputs uniform in [0, 1] and random labels, of `dataset`'s shape, made on `device`."""
+    d, C = _INPUT_SIZE[dataset], 100 if dataset == "cifar100" else 10
+    g = torch.Generator(device=device).manual_seed(seed)
+    x = torch.rand(n_train + n_test, d, generator=g, device=device)  # (N + M, d)
+    y = torch.randint(0, C, (n_train + n_test,), generator=g, device=device)  # (N + M,)
+    image = {784: (1, 28, 28), 3072: (3, 32, 32)}.get(d, (1, 1, d))
+    return TensorData(dataset, x[:n_train], y[:n_train], x[n_train:], y[n_train:], image, C)
+
+
+def _batches(trainer: Trainer):
+    """An endless cycle of (x, one-hot t, y) batches over the trainer's training data."""
+    B, data = trainer.config.batch_size, trainer.data
+    t = trainer.eye[data.y_train]  # (N, C), made once: not part of the timed step
+    N = data.x_train.shape[0] // B * B
+    return itertools.cycle([(data.x_train[i:i + B], t[i:i + B], data.y_train[i:i + B])
+                            for i in range(0, N, B)])
+
+
+def trainer_step(trainer: Trainer) -> Callable[[], None]:
+    """One training step as the loop makes it (dropout masks, the rule's factors, the momentum
+    update), on the next batch of a fixed cycle."""
+    batches, B, lr = _batches(trainer), trainer.config.batch_size, trainer.config.lr
+
+    @torch.no_grad()
+    def step() -> None:
+        x, t, _ = next(batches)
+        f = trainer.rule(trainer.net, x, t, trainer.dropout_masks(B))
+        trainer.apply(f, lr)
+    return step
+
+
+def bp_autograd_step(weights: list[Tensor], velocity: list[Tensor], x: Tensor, y: Tensor,
+                     masks: list[Tensor] | None, lr: float, momentum: float) -> Tensor:
+    """One step of backprop with autograd on the bias-free MLP: ReLU hidden layers times their
+    dropout masks, mean cross-entropy, then `v = momentum v + lr grad; W -= v`. `weights` must
+    require grad; their grads are cleared afterwards. Returns the loss."""
+    h, L = x, len(weights)
+    for l, W in enumerate(weights):
+        h = h @ W.T  # (B, n_l)
+        if l < L - 1:
+            h = torch.relu(h) if masks is None else torch.relu(h) * masks[l]
+    loss = torch.nn.functional.cross_entropy(h, y)
+    loss.backward()
+    with torch.no_grad():
+        for W, v in zip(weights, velocity):
+            v.mul_(momentum).add_(W.grad, alpha=lr)
+            W.sub_(v)
+            W.grad = None
+    return loss.detach()
+
+
+def _autograd_step(trainer: Trainer) -> Callable[[], None]:
+    """`bp_autograd_step` on copies of the trainer's weights and its batches and masks."""
+    cfg, batches = trainer.config, _batches(trainer)
+    weights = [W.detach().clone().requires_grad_() for W in trainer.net.weights]
+    velocity = [torch.zeros_like(W) for W in weights]
+
+    def step() -> None:
+        x, _, y = next(batches)
+        bp_autograd_step(weights, velocity, x, y, trainer.dropout_masks(cfg.batch_size),
+                         cfg.lr, cfg.momentum)
+    return step
+
+
+def _finite(trainer: Trainer) -> bool:
+    """Whether the trainer's weights are still finite (NaN / inf would make timings moot)."""
+    return all(bool(torch.isfinite(W).all()) for W in trainer.net.weights)
+
+
+def _config(dataset: str, rule: str, B: int, device: torch.device):
+    return preset(f"paper-{dataset}", rule=rule, batch_size=B, device=device.type,
+                  lr=BENCH_LR)
+
+
+def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
+                  log=None) -> dict:
+    """Step time, samples/s, FLOP rate (2 x the cost model's MACs) and fraction of peak of
+    every rule in RULES at `shape`, and the PEPITA / BP ratios of time and of FLOPs."""
+    dataset, B = SHAPES[shape]
+    data = random_data(dataset, B * s["pool_batches"], B, device)
+    sizes = [data.n_features, HIDDEN, data.n_classes]
+    rules = {}
+    for key, (label, rule) in RULES.items():
+        if log:
+            log(f"{shape}: {label} step")
+        trainer = Trainer(_config(dataset, rule, B, device), data, progress=False)
+        step = _autograd_step(trainer) if key == "bp_autograd" else trainer_step(trainer)
+        _reset_peak_memory(device)
+        t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
+                       block_seconds=s["block_seconds"])
+        cost = step_cost(rule, sizes, B)
+        r = _rates(2 * cost.macs, t)
+        rules[key] = {"label": label, "cost_model_rule": rule, "flops_per_step": 2 * cost.macs,
+                      "step": t, "samples_per_s": B / t["median_s"], **r,
+                      "fraction_of_peak": r["gflops"] / peak_gflops,
+                      "peak_memory_bytes": peak_memory_bytes(device),
+                      "activation_bytes_model": cost.activation_bytes,
+                      "weights_finite": _finite(trainer)}
+        del trainer, step
+    ratios = {}
+    for bp in ("bp_autograd", "bp"):
+        p, b = rules["pepita"], rules[bp]
+        ratios[f"pepita_over_{bp}"] = {
+            "time_ratio": p["step"]["median_s"] / b["step"]["median_s"],
+            "flop_ratio": p["flops_per_step"] / b["flops_per_step"]}
+    return {"name": shape, "available": True, "dataset": dataset, "sizes": sizes,
+            "batch_size": B, "rules": rules, "ratios": ratios}
+
+
+def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=None) -> dict:
+    """Seconds per `Trainer.train_epoch` (index-sliced batches, the steps, one loss sync a step,
+    the test evaluation) for the rules in EPOCH_RULES, on random data of the dataset's full
+    size (quick: `epoch_samples`); also the evaluation alone and what the steps alone would
+    take (`steps` is `measure_steps`'s result for the same shape)."""
+    dataset, B = SHAPES[shape]
+    n_train, n_test = s["epoch_samples"] or _SPLIT_SIZES[dataset]
+    data = random_data(dataset, n_train, n_test, device, seed=1)
+    out = {"train_samples": n_train, "test_samples": n_test, "rules": {}}
+    for key in EPOCH_RULES:
+        if log:
+            log(f"{shape}: {RULES[key][0]} epoch of {n_train} + {n_test} samples")
+        trainer = Trainer(_config(dataset, key, B, device), data, progress=False)
+        warm = trainer_step(trainer)  # warm-up at the step's and the evaluation's shapes
+        for _ in range(s["warmup_calls"]):
+            warm()
+        chunk = trainer.config.eval_batch_size
+        trainer.evaluate(data.x_test[:chunk], data.y_test[:chunk])
+        _reset_peak_memory(device)
+        times, status = [], []
+        for _ in range(s["epoch_repeats"]):
+            synchronize(device)
+            start = time.perf_counter()
+            status.append(trainer.train_epoch())  # synchronises at its end
+            times.append(time.perf_counter() - start)
+        memory = peak_memory_bytes(device)
+        evaluation = time_calls(lambda: trainer.evaluate(data.x_test, data.y_test), device,
+                                repeats=s["repeats"], warmup=1, block_seconds=0.0)
+        epoch = _stats(times)
+        steps_alone = trainer.steps_per_epoch * steps["rules"][key]["step"]["median_s"]
+        other = epoch["median_s"] - steps_alone - evaluation["median_s"]  # batching, syncs
+        out["rules"][key] = {
+            "label": RULES[key][0], "epoch": epoch, "status": status,
+            "samples_per_s": n_train / epoch["median_s"],
+            "steps_per_epoch": trainer.steps_per_epoch, "evaluation": evaluation,
+            "steps_alone_s": steps_alone, "other_s": other,
+            "other_fraction": other / epoch["median_s"],
+            "peak_memory_bytes": memory, "weights_finite": _finite(trainer)}
+        del trainer, warm
+    return out
+
+
+# ---------------------------------------------------------------- the whole benchmark
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _environment(device: torch.device) -> dict:
+    env = {"device": device.type, "device_name": _device_name(device),
+           "torch": torch.__version__, "python": platform.python_version(),
+           "platform": platform.platform(), "threads": torch.get_num_threads(),
+           "interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(),
+           "float32_matmul_precision": torch.get_float32_matmul_precision(),
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+    if hasattr(os, "getloadavg"):  # other work on the machine makes timings noisy
+        env["load_average_start"] = list(os.getloadavg())
+    return env
+
+
+def run_bench(quick: bool = False, device: str = "auto", repeats: int | None = None, *,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Run every measurement (see the module docstring) and return JSON-able results:
+    environment, settings, peak (the matrix products), shapes (per shape: rules, ratios,
+    epoch; and a "conv" entry marked unavailable) and memory. `quick`: MNIST at batch 64
+    only, few repeats, small epochs. `log`, if given, gets one line per measurement."""
+    dev = resolve_device(device)
+    s = _settings(quick, dev, repeats)
+    results = {"schema": SCHEMA, "environment": _environment(dev), "settings": s}
+    results["peak"] = peak = measure_peak(s["shapes"], dev, s, log)
+    shapes = []
+    for name in s["shapes"]:
+        entry = measure_steps(name, dev, s, peak["gflops"], log)
+        entry["epoch"] = measure_epochs(name, dev, s, entry, log)
+        shapes.append(entry)
+    shapes.append({"name": "conv", "available": False, "reason": CONV_REASON})
+    results["shapes"] = shapes
+    results["memory"] = {"kind": MEMORY_KIND[dev.type],
+                         "process_peak_bytes": peak_memory_bytes(dev)}
+    if hasattr(os, "getloadavg"):
+        results["environment"]["load_average_end"] = list(os.getloadavg())
+    return results
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f}"
+
+
+def format_report(results: dict) -> str:
+    """The results as a readable plain-text table."""
+    env, s, peak = results["environment"], results["settings"], results["peak"]
+    lines = [f"pepita-lab bench on {env['device']} ({env['device_name']}), torch {env['torch']}, "
+             f"{env['threads']} threads, {env['date']}" + (" [quick]" if s["quick"] else ""),
+             f"times: median over {s['repeats']} timed blocks, warm-up excluded; spread: "
+             "interquartile range (IQR)"]
+    if "load_average_start" in env:
+        lines.append("load average at start: " + " ".join(f"{v:.2f}"
+                                                          for v in env["load_average_start"]))
+    lines += ["", f"{'matrix product (float32)':<26} {'M x K x N':>16} {'ms':>9} "
+                  f"{'GFLOP/s':>8} {'IQR GFLOP/s':>15}"]
+    for e in peak["matmuls"]:
+        lo, hi = e["gflops_iqr"]
+        mkn = f"{e['m']}x{e['k']}x{e['n']}"
+        lines.append(f"{e['name']:<26} {mkn:>16} {1e3 * e['time']['median_s']:>9.3f} "
+                     f"{e['gflops']:>8.1f} {f'{lo:.1f}-{hi:.1f}':>15}")
+    lines.append(f"peak = {peak['gflops']:.1f} GFLOP/s: the fastest matrix product above; "
+                 "'% peak' is relative to it")
+    for shape in results["shapes"]:
+        lines.append("")
+        if not shape["available"]:
+            lines.append(f"{shape['name']}: not available ({shape['reason']})")
+            continue
+        lines += _shape_report(shape)
+    lines += ["", f"peak memory: {_mib(results['memory']['process_peak_bytes'])} MiB; "
+                  f"mem MiB columns: {results['memory']['kind']}"]
+    return "\n".join(lines)
+
+
+def _shape_report(shape: dict) -> list[str]:
+    sizes = "-".join(map(str, shape["sizes"]))
+    lines = [f"{shape['name']}: {sizes}, batch {shape['batch_size']}",
+             f"  {'rule':<14} {'step ms':>9} {'IQR ms':>8} {'samples/s':>10} {'MFLOP/step':>11} "
+             f"{'GFLOP/s':>8} {'% peak':>7} {'mem MiB':>8}"]
+    for r in shape["rules"].values():
+        t = r["step"]
+        lines.append(f"  {r['label']:<14} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
+                     f"{r['samples_per_s']:>10.0f} {r['flops_per_step'] / 1e6:>11.1f} "
+                     f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f} "
+                     f"{_mib(r['peak_memory_bytes']):>8}"
+                     + ("" if r["weights_finite"] else "  weights not finite"))
+    for bp in ("bp_autograd", "bp"):
+        q = shape["ratios"][f"pepita_over_{bp}"]
+        lines.append(f"  PEPITA / {shape['rules'][bp]['label']}: time {q['time_ratio']:.2f}x, "
+                     f"FLOPs {q['flop_ratio']:.2f}x")
+    ep = shape["epoch"]
+    lines += [f"  whole epoch: {ep['train_samples']} train + {ep['test_samples']} test samples; "
+              "steps alone = steps per epoch x median step,",
+              "  other = epoch - eval - steps alone (batching, per-step loss sync; noise)",
+              f"  {'rule':<14} {'s median':>9} {'min-max s':>13} {'eval s':>8} "
+              f"{'steps alone':>11} {'other s':>8} {'mem MiB':>8}"]
+    for r in ep["rules"].values():
+        e = r["epoch"]
+        flag = "" if all(x == "ok" for x in r["status"]) else f"  status {r['status']}"
+        flag += "" if r["weights_finite"] else "  weights not finite"
+        spread = f"{e['min_s']:.2f}-{e['max_s']:.2f}"
+        lines.append(f"  {r['label']:<14} {e['median_s']:>9.3f} {spread:>13} "
+                     f"{r['evaluation']['median_s']:>8.3f} {r['steps_alone_s']:>11.3f} "
+                     f"{r['other_s']:>8.3f} {_mib(r['peak_memory_bytes']):>8}" + flag)
+    return lines
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def build_parser(prog: str = "pepita-lab bench") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=(
+        "Time the training step of every rule, a whole epoch and the matrix-product peak on "
+        "this machine; print a table and optionally write JSON."))
+    p.add_argument("--quick", action="store_true",
+                   help="MNIST at batch 64 only, few repeats, small epochs (a smoke run)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="default auto: CUDA when present")
+    p.add_argument("--repeats", type=_positive_int, metavar="N",
+                   help="timed blocks per measurement (default 7; quick 3)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`pepita-lab bench [--quick] [--json PATH] [--device D] [--repeats N]`: progress on
+    stderr, the report on stdout. Returns the exit status (2 on a refused setting)."""
+    args = build_parser().parse_args(argv)
+    log = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        results = run_bench(args.quick, args.device, args.repeats, log=log)
+    except ConfigError as err:
+        print(f"pepita-lab bench: error: {err}", file=sys.stderr)
+        return 2
+    print(format_report(results))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+__all__ = ["run_bench", "format_report", "main", "build_parser", "time_calls", "measure_peak",
+           "measure_steps", "measure_epochs", "bp_autograd_step", "trainer_step",
+           "random_data", "peak_memory_bytes", "SHAPES", "RULES"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The benchmark: a quick CPU run has every field with consistent arithmetic, the report names
+every rule, the command writes JSON that parses, and the autograd BP it times takes the same
+step as BP by hand (so the two BP rows compare like with like)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from pepita_lab import bench
+from pepita_lab.analysis import step_cost
+from pepita_lab.config import ConfigError, preset
+from pepita_lab.training import Trainer
+
+STATS = ("median_s", "q1_s", "q3_s", "iqr_s", "min_s", "max_s", "blocks_s")
+
+
+@pytest.fixture(scope="module")
+def results():
+    return bench.run_bench(quick=True, device="cpu")
+
+
+def check_stats(t, n_blocks):
+    assert set(STATS) <= set(t)
+    assert len(t["blocks_s"]) == n_blocks
+    assert 0 < t["min_s"] <= t["q1_s"] <= t["median_s"] <= t["q3_s"] <= t["max_s"]
+    assert t["iqr_s"] == pytest.approx(t["q3_s"] - t["q1_s"])
+
+
+def test_results_are_strict_json_with_provenance(results):
+    assert json.loads(json.dumps(results, allow_nan=False)) == results
+    env = results["environment"]
+    for key in ("device", "device_name", "torch", "threads", "date"):
+        assert env[key] not in (None, "")
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__
+    assert results["settings"]["quick"] is True
+
+
+def test_peak_entries(results):
+    peak = results["peak"]
+    names = [e["name"] for e in peak["matmuls"]]
+    assert names == ["mnist-64 forward", "mnist-64 weight gradient", "square 1024"]
+    for e in peak["matmuls"]:
+        check_stats(e["time"], results["settings"]["repeats"])
+        assert e["flops"] == 2 * e["m"] * e["k"] * e["n"]
+        assert e["gflops"] == pytest.approx(e["flops"] / e["time"]["median_s"] / 1e9)
+    assert peak["gflops"] == max(e["gflops"] for e in peak["matmuls"])
+    assert "highest" in peak["definition"]
+
+
+def test_every_rule_has_every_field(results):
+    shape = results["shapes"][0]
+    assert shape["name"] == "mnist-64" and shape["available"]
+    assert list(shape["rules"]) == list(bench.RULES)
+    B, sizes = shape["batch_size"], shape["sizes"]
+    assert (B, sizes) == (64, [784, 1024, 10])
+    for key, r in shape["rules"].items():
+        check_stats(r["step"], results["settings"]["repeats"])
+        median = r["step"]["median_s"]
+        assert r["flops_per_step"] == 2 * step_cost(bench.RULES[key][1], sizes, B).macs
+        assert r["samples_per_s"] == pytest.approx(B / median)
+        assert r["gflops"] == pytest.approx(r["flops_per_step"] / median / 1e9)
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / results["peak"]["gflops"])
+        assert r["peak_memory_bytes"] > 0 and r["activation_bytes_model"] > 0
+        assert r["weights_finite"]
+
+
+def test_ratios(results):
+    rules = results["shapes"][0]["rules"]
+    for bp in ("bp_autograd", "bp"):
+        q = results["shapes"][0]["ratios"][f"pepita_over_{bp}"]
+        assert q["time_ratio"] == pytest.approx(rules["pepita"]["step"]["median_s"]
+                                                / rules[bp]["step"]["median_s"])
+        assert q["flop_ratio"] == rules["pepita"]["flops_per_step"] / rules[bp]["flops_per_step"]
+
+
+def test_epochs_and_memory(results):
+    epoch = results["shapes"][0]["epoch"]
+    assert list(epoch["rules"]) == list(bench.EPOCH_RULES)
+    n_train = epoch["train_samples"]
+    for r in epoch["rules"].values():
+        check_stats(r["epoch"], results["settings"]["epoch_repeats"])
+        assert r["status"] == ["ok"] * results["settings"]["epoch_repeats"]
+        assert r["steps_per_epoch"] == math.ceil(n_train / 64)
+        assert r["evaluation"]["median_s"] > 0 and r["weights_finite"]
+        assert r["other_s"] == pytest.approx(
+            r["epoch"]["median_s"] - r["steps_alone_s"] - r["evaluation"]["median_s"])
+    assert results["memory"]["process_peak_bytes"] > 0
+    assert "process" in results["memory"]["kind"]
+
+
+def test_conv_is_marked_unavailable(results):
+    conv = results["shapes"][-1]
+    assert conv == {"name": "conv", "available": False, "reason": bench.CONV_REASON}
+
+
+def test_report_names_every_rule(results):
+    report = bench.format_report(results)
+    for label, _ in bench.RULES.values():
+        assert label in report
+    assert "PEPITA / BP (autograd)" in report and "PEPITA / BP (by hand)" in report
+    assert "conv: not available (convolutional nets are not implemented yet)" in report
+    assert "peak" in report and "whole epoch" in report
+
+
+def test_main_writes_json(tmp_path, capsys):
+    out = tmp_path / "sub" / "bench.json"
+    assert bench.main(["--quick", "--json", str(out), "--repeats", "1"]) == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == bench.SCHEMA and data["settings"]["repeats"] == 1
+    assert "BP (autograd)" in capsys.readouterr().out
+
+
+def test_refused_settings():
+    with pytest.raises(ConfigError, match="repeats"):
+        bench.run_bench(quick=True, device="cpu", repeats=0)
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    if not torch.cuda.is_available():
+        assert bench.main(["--quick", "--device", "cuda"]) == 2
+
+
+def test_time_calls_counts_warmup_and_blocks():
+    calls = []
+    t = bench.time_calls(lambda: calls.append(1), torch.device("cpu"), repeats=4, warmup=2,
+                         block_seconds=0.0)
+    check_stats(t, 4)
+    assert t["calls_per_block"] == 1 and len(calls) == 2 + 1 + 4  # warm-up, calibration, blocks
+
+
+def test_autograd_bp_takes_the_same_step_as_bp_by_hand():
+    data = bench.random_data("mnist", 64, 64, torch.device("cpu"))
+    trainer = Trainer(preset("paper-mnist", rule="bp", device="cpu"), data, progress=False)
+    weights = [W.clone().requires_grad_() for W in trainer.net.weights]
+    g = torch.Generator().manual_seed(0)
+    velocity = [1e-3 * torch.randn(W.shape, generator=g) for W in weights]  # momentum matters
+    trainer.velocity = [v.clone() for v in velocity]
+    x, y = data.x_train, data.y_train
+    masks = trainer.dropout_masks(64)
+    trainer.apply(trainer.rule(trainer.net, x, trainer.eye[y], masks), 0.1)
+    bench.bp_autograd_step(weights, velocity, x, y, masks, 0.1, 0.9)
+    for W, W_hand, v, v_hand in zip(weights, trainer.net.weights, velocity, trainer.velocity):
+        torch.testing.assert_close(W.detach(), W_hand, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(v, v_hand, rtol=1e-5, atol=1e-7)
+        assert W.grad is None
