@@ -205,6 +205,8 @@ def cmd_figures(args) -> int:
     from .api import load_runs
     from .plots import run_figures
 
+    if len(args.run_dirs) == 1 and (Path(args.run_dirs[0]) / "sweep.nc").is_file():
+        return _sweep_figures(Path(args.run_dirs[0]), args)
     history = load_runs(args.run_dirs)
     try:
         activations = load_runs(args.run_dirs, what="activations")
@@ -212,6 +214,28 @@ def cmd_figures(args) -> int:
         activations = None
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "figures"
     written = run_figures(history, activations, out, formats=args.format)
+    for path in written:
+        print(path)
+    print(f"{len(written)} figures in {out}")
+    return 0
+
+
+def _sweep_figures(folder: Path, args) -> int:
+    """The stability map, curves by group and the best points of a sweep folder."""
+    from .plots import accuracy_map, best_points_chart, learning_curves, save_chart
+    from .records import read_netcdf
+    from .sweep import best_points, flatten
+
+    ds = read_netcdf(folder / "sweep.nc")
+    flat = flatten(ds)
+    swept = [d for d in ds.dims if d not in ("epoch", "layer", "step", "seed", "run")]
+    x, y = (swept + ["f_scale", "lr"])[:2] if len(swept) != 1 else (swept[0], "seed")
+    out = Path(args.out) if args.out else folder / "figures"
+    charts = {"stability_map": accuracy_map(flat, x=x, y=y),
+              "curves_by_group": learning_curves(flat, color=swept[0] if swept else "rule"),
+              "best_points": best_points_chart(best_points(ds, n=10))}
+    written = [save_chart(c, out / f"{name}.{fmt}") for name, c in charts.items()
+               for fmt in args.format]
     for path in written:
         print(path)
     print(f"{len(written)} figures in {out}")
@@ -240,13 +264,45 @@ def cmd_demo(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import run_plan, table1_plan, write_results
 
+    out = args.out or f"results/table1/{args.dataset}-{args.model}"
     plan = table1_plan(args.dataset, seeds=args.seeds, baseline_seeds=args.baseline_seeds,
-                       model=args.model, out=args.out, epochs=args.epochs, subset=args.subset,
+                       model=args.model, out=out, epochs=args.epochs, subset=args.subset,
                        data_dir=args.data_dir, device=args.device)
     paths = run_plan(plan, progress=not args.quiet)
     written = write_results(plan, paths, figures=not args.no_figures)
     print((plan.out / "table.md").read_text().rstrip())
     print(f"wrote {len(written)} files in {plan.out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import SweepSpec, load_spec_file, parse_assignments, run_sweep
+
+    doc = load_spec_file(args.spec) if args.spec else {}
+    configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
+    base = RunConfig.from_dict({**doc.get("base", {}), **{
+        k: v for k, v in configs[0].to_dict().items()
+        if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])}})
+    grid = dict(doc.get("grid", {}))
+    for name in ("f_scale", "lr"):
+        if getattr(args, name) is not None:
+            grid[name] = list(getattr(args, name))
+    grid.update(parse_assignments(args.grid, "grid"))
+    seeds = list(args.seed) if args.seed else list(doc.get("seeds", [0]))
+    spec = SweepSpec(
+        base=base, grid=grid, seeds=seeds,
+        random={**doc.get("random", {}), **parse_assignments(args.random, "random")},
+        n_random=args.n_random if args.n_random is not None else doc.get("n_random", 0),
+        pack_size=args.pack_size or doc.get("pack_size", 16),
+        halving_epochs=args.halving_epochs or doc.get("halving_epochs", []),
+        halving_keep=args.halving_keep or doc.get("halving_keep", 0.5),
+        threads=args.threads or doc.get("threads", 1))
+    ds = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                   progress=not args.quiet)
+    from .sweep import best_points
+
+    print(best_points(ds).to_string(index=False))
+    print(f"wrote {Path(args.out) / 'sweep.nc'}")
     return 0
 
 
@@ -299,10 +355,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--subset", type=int, help="train on the first N samples only")
     r.add_argument("--data-dir")
     r.add_argument("--device")
-    r.add_argument("--out", default="results/table1")
+    r.add_argument("--out", help="results folder (default results/table1/DATASET-MODEL)")
     r.add_argument("--no-figures", action="store_true")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("sweep", help="a grid / random search over settings x seeds, packed "
+                                     "into populations, in-process or on Dask")
+    _add_train_args(p)
+    p.add_argument("--spec", help="a YAML or TOML file: base, grid, seeds, random, n_random, "
+                                  "pack_size, halving_epochs, halving_keep, threads")
+    p.add_argument("--grid", nargs="+", metavar="FIELD=V1,V2",
+                   help="sweep any config field (hidden: 256;512x512)")
+    p.add_argument("--random", nargs="+", metavar="FIELD=LOW:HIGH",
+                   help="random search: a log-uniform range or a list of choices")
+    p.add_argument("--n-random", type=int, help="number of random points")
+    p.add_argument("--workers", type=int, default=0,
+                   help="run on a local Dask cluster with N worker processes (0: in-process)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786)")
+    p.add_argument("--pack-size", type=int, help="most points trained as one population")
+    p.add_argument("--halving-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="successive halving: rank points at these epochs, keep the best")
+    p.add_argument("--halving-keep", type=float, help="fraction kept at each rung (0.5)")
+    p.add_argument("--threads", type=int, help="torch threads per task (default 1)")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")

@@ -374,6 +374,23 @@ def accuracy_map(history: xr.Dataset, x: str = "f_scale", y: str = "lr", metric=
         f"Final {_label(ds, metric)}" + (" (%)" if pct else ""), "mean over seeds; grey: diverged"))
 
 
+def best_points_chart(table: pd.DataFrame, metric: str = "test_acc"):
+    """Bars of the best points of a sweep (`sweep.best_points`): mean final `metric` over
+    seeds, with the std as an error bar."""
+    keys = [c for c in table.columns if c not in ("mean", "std", "count")]
+    df = table.assign(point=[", ".join(f"{k}={row[k]}" for k in keys)
+                             for _, row in table.iterrows()],
+                      lo=table["mean"] - table["std"].fillna(0),
+                      hi=table["mean"] + table["std"].fillna(0))
+    y = alt.Y("point:N", sort="-x", title=None)
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("mean:Q", title=f"final {metric} (mean over seeds)"), y=y,
+        tooltip=["point", alt.Tooltip("mean", format=".4f"), alt.Tooltip("std", format=".4f"),
+                 "count"])
+    errors = alt.Chart(df).mark_rule().encode(x="lo:Q", x2="hi:Q", y=y)
+    return (bars + errors).properties(width=360, title=_title("Best points of the sweep"))
+
+
 def cost_chart(cost_df: pd.DataFrame, *, width: int = 260):
     """Bars per rule of the modelled multiply-accumulates and activation memory of one step,
     and the measured step time when `cost_df` (see `analysis.cost_table`) has a step_ms column."""

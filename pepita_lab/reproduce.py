@@ -100,14 +100,15 @@ def results_table(history: xr.Dataset) -> str:
     from .analysis import summary_table
 
     table = summary_table(history, by=("rule", "dataset"))
-    lines = ["| rule | dataset | test accuracy (%) | seeds | paper (%) |",
+    lines = ["| rule | dataset | test accuracy (%) | runs (seeds) | paper (%) |",
              "| --- | --- | --- | --- | --- |"]
     for _, row in table.iterrows():
         value = f"{100 * row['mean']:.2f}"
         if row["n"] > 1:
             value += f" ± {100 * row['std']:.2f}"
         paper = PAPER_TEST_ACC.get(row["dataset"], {}).get(row["rule"])
-        lines.append(f"| {row['rule']} | {row['dataset']} | {value} | {row['n']} | "
+        seeds = ", ".join(map(str, row["seeds"]))
+        lines.append(f"| {row['rule']} | {row['dataset']} | {value} | {row['n']} ({seeds}) | "
                      f"{'' if paper is None else f'{paper:.1f}'} |")
     return "\n".join(lines)
 

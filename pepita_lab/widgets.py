@@ -62,6 +62,7 @@ class Explorer:
     """
 
     def __init__(self, base: RunConfig | None = None, *, color: str = "label"):
+        alt.JupyterChart.enable_offline()  # vega bundled in: live charts need no internet
         base = validate(base or RunConfig(dataset="mnist", epochs=3))
         self.base, self.color = base, color
         self.runs: list[Run] = []

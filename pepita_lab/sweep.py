@@ -1,0 +1,338 @@
+"""Sweeps: a grid (and random search) over config fields times seeds, packed into populations
+and run in-process, on a local Dask cluster, or on any Dask scheduler, with the same results.
+
+Points that share an architecture train together as one population (`train_population`);
+each pack of points is one task for the engine. Every finished point is written at once to
+`OUT/points/<point id>.nc` (atomically), so a stopped sweep restarts where it was; the whole
+sweep is assembled into `OUT/sweep.nc` with the swept fields as dimensions. Optional successive
+halving stops hopeless points early and records where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random as pyrandom
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from .config import ConfigError, RunConfig, field_names, validate
+from .records import read_netcdf, write_json, write_netcdf
+
+SPEC_FILE, RESULT_FILE, POINTS_DIR = "sweep.json", "sweep.nc", "points"
+
+
+@dataclass
+class SweepSpec:
+    """What to sweep: `grid` (field -> values) times `seeds`, plus `n_random` points drawn
+    from `random` (field -> [low, high] on a log scale, or a list of choices)."""
+
+    base: RunConfig
+    grid: dict[str, list] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    random: dict[str, list] = field(default_factory=dict)
+    n_random: int = 0
+    random_seed: int = 0
+    pack_size: int = 16  # most points one task trains as one population
+    halving_epochs: list[int] = field(default_factory=list)  # rungs of successive halving
+    halving_keep: float = 0.5  # fraction of points continued at each rung
+    threads: int = 1  # torch threads per task (the same everywhere, so results agree)
+
+    def __post_init__(self):
+        names = set(field_names())
+        for k in list(self.grid) + list(self.random):
+            if k not in names or k == "seed":
+                raise ConfigError(f"sweep field {k!r} is not allowed: expected config fields "
+                                  f"other than seed ({', '.join(sorted(names - {'seed'}))})")
+        if not 0 < self.halving_keep < 1:
+            raise ConfigError(f"halving_keep={self.halving_keep!r} is not allowed: expected a "
+                              "number between 0 and 1")
+        if sorted(self.halving_epochs) != list(self.halving_epochs) or any(
+                e < 1 or e >= self.base.epochs for e in self.halving_epochs):
+            raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: "
+                              f"expected increasing epochs between 1 and {self.base.epochs - 1}")
+
+    @property
+    def swept(self) -> list[str]:
+        return list(self.grid) + [k for k in self.random if k not in self.grid]
+
+    def points(self) -> list[RunConfig]:
+        """Every point, validated: the grid times seeds, then the random points."""
+        rows = [dict(zip(self.grid, v)) for v in itertools.product(*self.grid.values())]
+        rng = pyrandom.Random(self.random_seed)
+        for _ in range(self.n_random):
+            rows.append({k: _draw(rng, v) for k, v in self.random.items()})
+        return [self.base.replace(**row, seed=s) for row in rows for s in self.seeds]
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("grid", "seeds", "random", "n_random", "random_seed",
+                                          "pack_size", "halving_epochs", "halving_keep",
+                                          "threads")}
+        return {"base": self.base.to_dict(), **json.loads(json.dumps(d))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepSpec":
+        d = dict(d)
+        base = RunConfig.from_dict(d.pop("base", {}))
+        return cls(base=base, **d)
+
+
+def _draw(rng, spec):
+    if isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, (int, float))
+                                                         for v in spec):
+        lo, hi = spec
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    return rng.choice(spec)
+
+
+def load_spec_file(path: str | Path) -> dict:
+    """A sweep described in YAML or TOML: `base` (config fields), `grid`, `seeds`, `random`,
+    `n_random`, ... (the fields of `SweepSpec`)."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(text)
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+def point_id(config: RunConfig) -> str:
+    return hashlib.sha1(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_pack(configs: list[RunConfig], threads: int = 1) -> list[xr.Dataset]:
+    """One task: train `configs` as one population; their histories. Runs on a worker."""
+    import torch
+
+    from .api import train_population
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = train_population(configs, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return [r.history for r in runs]
+
+
+def packs(configs: list[RunConfig], pack_size: int, n_workers: int = 1) -> list[list[RunConfig]]:
+    """Points grouped by architecture, each group cut into packs, enough to keep every worker
+    busy and at most `pack_size` points each."""
+    from .population import shared_settings
+
+    groups: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        groups.setdefault(repr(sorted(shared_settings(c).items())), []).append(c)
+    out = []
+    for group in groups.values():
+        n = max(math.ceil(len(group) / pack_size), min(n_workers, len(group)))
+        size = math.ceil(len(group) / n)
+        out += [group[i:i + size] for i in range(0, len(group), size)]
+    return out
+
+
+class Engine:
+    """Where packs run: in this process, on a local Dask cluster, or on a scheduler."""
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None):
+        self.client = self.cluster = None
+        self.workers = max(workers, 1)
+        if scheduler or workers:
+            from dask.distributed import Client, LocalCluster
+
+            if scheduler:
+                self.client = Client(scheduler)
+            else:
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                            processes=True, dashboard_address=":0")
+                self.client = Client(self.cluster)
+            self.workers = max(len(self.client.scheduler_info()["workers"]), 1)
+
+    @property
+    def dashboard(self) -> str | None:
+        return None if self.client is None else self.client.dashboard_link
+
+    def map(self, tasks: list[list[RunConfig]], threads: int):
+        """Yield (pack, histories) as packs finish."""
+        if self.client is None:
+            for pack in tasks:
+                yield pack, run_pack(pack, threads)
+            return
+        from dask.distributed import as_completed
+
+        futures = {self.client.submit(run_pack, pack, threads, pure=False, retries=3): pack
+                   for pack in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 0,
+              scheduler: str | None = None, progress: bool = True,
+              engine: Engine | None = None) -> xr.Dataset:
+    """Run (or finish) the sweep `spec` into folder `out`; return the assembled dataset.
+    `workers` > 0 starts a local Dask cluster, `scheduler` connects to one; an `engine` passed
+    in is used as it is and left open."""
+    out = Path(out)
+    (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
+    spec_file = out / SPEC_FILE
+    if spec_file.exists() and json.loads(spec_file.read_text()) != spec.to_dict():
+        raise ConfigError(f"out={str(out)!r} holds a different sweep: choose a new folder")
+    write_json(spec.to_dict(), spec_file)
+    points = spec.points()
+    own_engine = engine is None
+    engine = engine or Engine(workers, scheduler)
+    if engine.dashboard and progress:
+        print(f"Dask dashboard: {engine.dashboard}")
+    try:
+        rungs = list(spec.halving_epochs) + [spec.base.epochs]
+        alive = points
+        for r, epochs in enumerate(rungs):
+            todo = [c.replace(epochs=epochs) for c in alive]
+            _run_points(engine, todo, spec, out, progress, f"epochs {epochs}")
+            if r < len(rungs) - 1:
+                alive = _survivors(alive, epochs, spec.halving_keep, out)
+    finally:
+        if own_engine:
+            engine.close()
+    ds = assemble(out, spec)
+    write_netcdf(ds, out / RESULT_FILE)
+    return ds
+
+
+def _point_file(out: Path, config: RunConfig) -> Path:
+    return out / POINTS_DIR / f"{point_id(config)}.nc"
+
+
+def _run_points(engine, configs, spec, out, progress, desc) -> None:
+    todo = [c for c in configs if not _point_file(out, c).exists()]  # resume: skip done
+    bar = tqdm(total=len(configs), initial=len(configs) - len(todo), unit="point",
+               desc=desc, disable=not progress)
+    for pack, histories in engine.map(packs(todo, spec.pack_size, engine.workers),
+                                      spec.threads):
+        for config, history in zip(pack, histories):
+            write_netcdf(history, _point_file(out, config))
+        bar.update(len(pack))
+    bar.close()
+
+
+def _survivors(points, epochs, keep, out) -> list[RunConfig]:
+    """The best `keep` fraction of points by test accuracy at `epochs` (diverged last)."""
+    scores = []
+    for c in points:
+        h = read_netcdf(_point_file(out, c.replace(epochs=epochs)))
+        acc = float(h.test_acc.isel(run=0, epoch=-1))
+        ok = str(h.status.values[0]) == "completed" and np.isfinite(acc)
+        scores.append(acc if ok else -np.inf)
+    n = max(1, math.ceil(keep * len(points)))
+    order = np.argsort(scores)[::-1][:n]
+    return [points[i] for i in sorted(order)]
+
+
+def assemble(out: str | Path, spec: SweepSpec) -> xr.Dataset:
+    """The sweep's points as one dataset: each point's longest history (its last rung), the
+    swept fields and `seed` as dimensions for a grid (a `run` dimension for random points),
+    `stopped_at_epoch` for points halving stopped early."""
+    out = Path(out)
+    histories = []
+    for c in spec.points():
+        rungs = list(spec.halving_epochs) + [spec.base.epochs]
+        done = [e for e in rungs if _point_file(out, c.replace(epochs=e)).exists()]
+        if not done:
+            continue
+        h = read_netcdf(_point_file(out, c.replace(epochs=done[-1])))
+        stopped = done[-1] if done[-1] < spec.base.epochs else -1
+        histories.append(h.assign_coords(stopped_at_epoch=("run", [stopped]),
+                                         epochs=("run", [spec.base.epochs])))
+    if not histories:
+        raise ConfigError(f"no finished points in {out}")
+    ds = xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",
+                   combine_attrs="drop_conflicts")
+    ds.attrs["sweep"] = json.dumps(spec.to_dict())
+    dims = spec.swept + ["seed"]
+    if spec.n_random == 0 and len(histories) == len(spec.points()):
+        ds = _grid_dims(ds, dims)
+    return ds
+
+
+def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
+    """Turn the `run` dimension of a complete grid into one dimension per swept field."""
+    run_coords = [k for k, v in ds.coords.items() if v.dims == ("run",) and k != "run"]
+    keep = [k for k in run_coords if k not in dims]
+    ds = ds.reset_coords(keep)  # per-point settings that are not swept become variables
+    return ds.set_index(run=dims).unstack("run")
+
+
+def parse_value(name: str, text: str):
+    """A command-line value for config field `name`: widths as 256x128, else int / float /
+    bool / str as the field's default is."""
+    default = getattr(RunConfig(), name)
+    if isinstance(default, tuple):
+        return tuple(int(v) for v in text.replace(",", "x").split("x") if v)
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return None if text.lower() == "none" else text
+
+
+def parse_assignments(items: list[str], kind: str) -> dict[str, list]:
+    """`FIELD=V1,V2` (grid) or `FIELD=LOW:HIGH` / `FIELD=A,B` (random) to a dict."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{kind}={item!r} is not allowed: expected FIELD=VALUES")
+        name, values = item.split("=", 1)
+        name = name.strip().replace("-", "_")
+        if name not in field_names():
+            raise ConfigError(f"{kind} field {name!r} is unknown; allowed: "
+                              f"{', '.join(field_names())}")
+        try:
+            if kind == "random" and ":" in values:
+                lo, hi = values.split(":")
+                out[name] = [float(lo), float(hi)]
+            else:
+                sep = ";" if name in ("hidden", "lr_milestones") else ","
+                out[name] = [parse_value(name, v) for v in values.split(sep)]
+        except ValueError:
+            raise ConfigError(f"{kind} {item!r}: a value of {name} is not valid") from None
+    return out
+
+
+def flatten(ds: xr.Dataset) -> xr.Dataset:
+    """A sweep dataset with one `run` dimension again (swept fields as run coordinates), the
+    layout the plots and tables of single runs take."""
+    if "run" in ds.dims:
+        return ds
+    dims = [d for d in ds.dims if d not in ("epoch", "layer", "step")]
+    flat = ds.stack(run=dims).reset_index("run")
+    per_run = [k for k, v in flat.data_vars.items() if v.dims == ("run",)]
+    flat = flat.set_coords(per_run).assign_coords(run=np.arange(flat.sizes["run"]))
+    return flat.transpose("run", ...)
+
+
+def best_points(ds: xr.Dataset, metric: str = "test_acc", n: int = 5):
+    """The `n` best points of a sweep by final `metric` (mean and std over seeds)."""
+    from .analysis import final_values
+
+    spec = json.loads(ds.attrs.get("sweep", "{}"))
+    df = final_values(flatten(ds), metric)
+    by = [k for k in list(spec.get("grid", {})) + list(spec.get("random", {})) if k in df]
+    table = df.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
+    return table.sort_values("mean", ascending=False).head(n)
