@@ -70,7 +70,7 @@ def _settings(quick: bool, device: torch.device, repeats: int | None) -> dict:
         "block_seconds": 0.03 if quick else 0.2,  # target length of one timed block
         "pool_batches": 8,  # distinct random batches the step timings cycle through
         "epoch_repeats": 2 if quick else 3,
-        "epoch_samples": [2048, 1000] if quick else None,  # None: the datasets' real sizes
+        "epoch_samples": [1024, 512] if quick else None,  # None: the datasets' real sizes
         "large_square": 1024 if quick else (8192 if cuda else 2048),
         "lr": BENCH_LR,  # see BENCH_LR; the paper's nets, momentum and dropout otherwise
     }
@@ -251,12 +251,13 @@ def _autograd_step(trainer: Trainer) -> Callable[[], None]:
         x, _, y = next(batches)
         bp_autograd_step(weights, velocity, x, y, trainer.dropout_masks(cfg.batch_size),
                          cfg.lr, cfg.momentum)
+    step.weights = weights  # what it trains, for the finiteness check
     return step
 
 
-def _finite(trainer: Trainer) -> bool:
-    """Whether the trainer's weights are still finite (NaN / inf would make timings moot)."""
-    return all(bool(torch.isfinite(W).all()) for W in trainer.net.weights)
+def _finite(weights: list[Tensor]) -> bool:
+    """Whether trained weights are still finite (NaN / inf would make timings moot)."""
+    return all(bool(torch.isfinite(W).all()) for W in weights)
 
 
 def _config(dataset: str, rule: str, B: int, device: torch.device):
@@ -287,7 +288,7 @@ def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
                       "fraction_of_peak": r["gflops"] / peak_gflops,
                       "peak_memory_bytes": peak_memory_bytes(device),
                       "activation_bytes_model": cost.activation_bytes,
-                      "weights_finite": _finite(trainer)}
+                      "weights_finite": _finite(getattr(step, "weights", trainer.net.weights))}
         del trainer, step
     ratios = {}
     for bp in ("bp_autograd", "bp"):
@@ -336,7 +337,7 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
             "steps_per_epoch": trainer.steps_per_epoch, "evaluation": evaluation,
             "steps_alone_s": steps_alone, "other_s": other,
             "other_fraction": other / epoch["median_s"],
-            "peak_memory_bytes": memory, "weights_finite": _finite(trainer)}
+            "peak_memory_bytes": memory, "weights_finite": _finite(trainer.net.weights)}
         del trainer, warm
     return out
 
@@ -410,8 +411,12 @@ def format_report(results: dict) -> str:
              f"times: median over {s['repeats']} timed blocks, warm-up excluded; spread: "
              "interquartile range (IQR)"]
     if "load_average_start" in env:
-        lines.append("load average at start: " + " ".join(f"{v:.2f}"
-                                                          for v in env["load_average_start"]))
+        load = env["load_average_start"]
+        lines.append("load average at start: " + " ".join(f"{v:.2f}" for v in load))
+        if env["device"] == "cpu" and load[0] + env["threads"] > (env["cpu_count"] or 1) + 0.5:
+            lines.append(f"warning: other work competes for the {env['cpu_count']} cores: "
+                         "a multi-threaded op waits for its descheduled threads, so these times "
+                         "measure the scheduler; compare with OMP_NUM_THREADS=1")
     lines += ["", f"{'matrix product (float32)':<26} {'M x K x N':>16} {'ms':>9} "
                   f"{'GFLOP/s':>8} {'IQR GFLOP/s':>15}"]
     for e in peak["matmuls"]:
@@ -475,10 +480,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser(prog: str = "pepita-lab bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=(
-        "Time the training step of every rule, a whole epoch and the matrix-product peak on "
-        "this machine; print a table and optionally write JSON."))
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The bench flags, for this module's parser or a `pepita-lab bench` subparser."""
     p.add_argument("--quick", action="store_true",
                    help="MNIST at batch 64 only, few repeats, small epochs (a smoke run)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
@@ -489,10 +492,15 @@ def build_parser(prog: str = "pepita-lab bench") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`pepita-lab bench [--quick] [--json PATH] [--device D] [--repeats N]`: progress on
-    stderr, the report on stdout. Returns the exit status (2 on a refused setting)."""
-    args = build_parser().parse_args(argv)
+def build_parser(prog: str = "pepita-lab bench") -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog=prog, description=(
+        "Time the training step of every rule, a whole epoch and the matrix-product peak on "
+        "this machine; print a table and optionally write JSON.")))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run with parsed `add_arguments` flags: progress on stderr, the report on stdout, the
+    JSON to `args.json`. Returns the exit status (2 on a refused setting)."""
     log = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
     try:
         results = run_bench(args.quick, args.device, args.repeats, log=log)
@@ -508,9 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["run_bench", "format_report", "main", "build_parser", "time_calls", "measure_peak",
-           "measure_steps", "measure_epochs", "bp_autograd_step", "trainer_step",
-           "random_data", "peak_memory_bytes", "SHAPES", "RULES"]
+def main(argv: list[str] | None = None) -> int:
+    """`pepita-lab bench [--quick] [--json PATH] [--device auto|cpu|cuda] [--repeats N]`
+    (`argv` without the program name; None: sys.argv[1:]). Returns the exit status."""
+    return run_from_args(build_parser().parse_args(argv))
+
+
+__all__ = ["run_bench", "format_report", "main", "add_arguments", "build_parser",
+           "run_from_args", "time_calls", "measure_peak", "measure_steps", "measure_epochs",
+           "bp_autograd_step", "trainer_step", "random_data", "peak_memory_bytes", "SHAPES",
+           "RULES"]
 
 if __name__ == "__main__":
     sys.exit(main())

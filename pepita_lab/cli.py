@@ -378,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--halving-keep", type=float, help="fraction kept at each rung (0.5)")
     p.add_argument("--threads", type=int, help="torch threads per task (default 1)")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("bench", help="step and epoch times of every rule against the "
+                                     "machine's matrix-product peak")
+    from . import bench
+
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run_from_args)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")

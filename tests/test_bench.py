@@ -16,6 +16,16 @@ from pepita_lab.training import Trainer
 STATS = ("median_s", "q1_s", "q3_s", "iqr_s", "min_s", "max_s", "blocks_s")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tests check fields, not speed: one thread keeps them quick on a CPU shared with
+    other work, where multi-threaded ops wait for descheduled threads (benchmarks/README.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def results():
     return bench.run_bench(quick=True, device="cpu")
@@ -144,3 +154,20 @@ def test_autograd_bp_takes_the_same_step_as_bp_by_hand():
         torch.testing.assert_close(W.detach(), W_hand, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(v, v_hand, rtol=1e-5, atol=1e-7)
         assert W.grad is None
+
+
+def test_flags_fit_a_subparser():
+    import argparse
+
+    sub = argparse.ArgumentParser(prog="pepita-lab").add_subparsers(dest="command")
+    args = bench.add_arguments(sub.add_parser("bench")).parse_args(["--quick", "--repeats", "2"])
+    assert (args.quick, args.repeats, args.device, args.json) == (True, 2, "auto", None)
+
+
+def test_report_warns_when_other_work_shares_the_cores(results):
+    busy = {**results, "environment": {**results["environment"], "device": "cpu",
+                                       "cpu_count": 2, "threads": 2,
+                                       "load_average_start": [3.0, 3.0, 3.0]}}
+    idle = {**busy, "environment": {**busy["environment"], "load_average_start": [0.2] * 3}}
+    assert "warning: other work competes" in bench.format_report(busy)
+    assert "warning" not in bench.format_report(idle)

@@ -95,3 +95,19 @@ def test_training_core_imports_no_widgets_or_charts():
             "bad = [m for m in ('ipywidgets', 'altair', 'anywidget') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_sweep_panel_runs_a_small_sweep_and_draws_its_map(tmp_path):
+    from pepita_lab.widgets import SweepPanel
+
+    panel = SweepPanel(RunConfig(dataset="synthetic", hidden=(8,), epochs=1, device="cpu",
+                                 subset=256), out=str(tmp_path / "S"))
+    panel.f_scales.value, panel.lrs.value = "0.01, 0.1", "0.05"
+    panel.run_button.click()
+    panel.wait(120)
+    assert panel.error is None, panel.error
+    assert panel.result.sizes["f_scale"] == 2 and (tmp_path / "S" / "sweep.nc").is_file()
+    assert chart_rows(panel.chart) == 2  # two cells in the stability map
+    panel.lrs.value = "fast"
+    panel.run_button.click()
+    assert "expected numbers" in panel.error
