@@ -197,8 +197,13 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
             loaded[key] = load_data(first.dataset, data_dir=first.data_dir, subset=first.subset,
                                     download=first.download,
                                     device=resolve_device(first.device))
-        runs = train_population([configs[i] for i in members], out=out, data=loaded[key],
-                                progress=progress, traces=traces)
+        group = [configs[i] for i in members]
+        if first.model == "conv":  # populations are fully connected only: one at a time
+            runs = [train(c, out=None if out is None else Path(out) / run_id(c),
+                          data=loaded[key], progress=progress, traces=traces) for c in group]
+        else:
+            runs = train_population(group, out=out, data=loaded[key], progress=progress,
+                                    traces=traces)
         for i, run in zip(members, runs):
             histories[i] = run.history
     return xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",

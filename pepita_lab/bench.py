@@ -42,7 +42,8 @@ RULES = {"pepita": ("PEPITA", "pepita"), "bp_autograd": ("BP (autograd)", "bp"),
          "bp": ("BP (by hand)", "bp"), "fa": ("FA", "fa"), "dfa": ("DFA", "dfa"),
          "drtp": ("DRTP", "drtp")}
 EPOCH_RULES = ("pepita", "bp")
-CONV_REASON = "convolutional nets are not implemented yet"
+CONV_REASON = ("the cost model counts fully connected nets only, so no FLOP rate; conv step "
+               "times measured by hand are in docs/conv.md")
 # The work of a step does not depend on the learning rate, but the values do: at the paper's
 # rates, training random labels on uniform inputs saturates the softmax within an epoch (PEPITA
 # at 0.1) or grows the weights without bound (DRTP), and the loop stops a "diverged" epoch early.

@@ -15,6 +15,8 @@ TRAIN_FLAGS = {
     "data_dir": "data_dir", "subset": "subset", "sign": "sign", "output_error": "output_error",
     "keep_prob": "keep_prob", "momentum": "momentum", "lr_milestones": "lr_milestones",
     "bias": "bias", "feedback_scale": "feedback_scale", "download": "download",
+    "model": "model", "conv_channels": "conv_channels", "kernel_size": "kernel_size",
+    "pool": "pool", "conv_update": "conv_update",
 }
 
 
@@ -23,8 +25,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default mnist)")
     p.add_argument("--rule", help=f"one of {', '.join(RULES)} (default pepita)")
-    p.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
-                   help="hidden layer widths (default 1024)")
+    p.add_argument("--hidden", type=int, nargs="*", metavar="WIDTH",
+                   help="fully connected hidden layer widths (default 1024; none for a conv "
+                        "net straight to the output)")
+    p.add_argument("--model", help="fc (default) or conv: conv layers, then the FC layers")
+    p.add_argument("--conv-channels", type=int, nargs="+", metavar="C",
+                   help="filters of each conv layer (default 32)")
+    p.add_argument("--kernel-size", type=int, help="conv kernel size (default 5)")
+    p.add_argument("--pool", type=int, help="max-pool size after each conv layer (default 2)")
+    p.add_argument("--conv-update", help="rule (default) or icml-code: the conv-layer update "
+                                         "of the authors' code (docs/conv.md)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, nargs="+", metavar="LR",
                    help="learning rate (default 0.1); several values train a population")
@@ -165,6 +175,15 @@ def cmd_data(args) -> int:
     return 0
 
 
+def load_runs_quiet(paths, what="history"):
+    from .store import load_runs
+
+    try:
+        return load_runs(paths, what=what)
+    except ValueError:
+        return None
+
+
 def cmd_inspect(args) -> int:
     from .api import load_run
     from .reports import describe_run
@@ -262,7 +281,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import run_plan, table1_plan, write_results
+    from .reproduce import f_scale_figure, run_plan, table1_plan, write_results
+
+    if args.what == "figures":
+        out = Path(args.out or f"results/figures/{args.dataset}")
+        written = f_scale_figure(args.dataset, out, seeds=args.seeds, progress=not args.quiet,
+                                 epochs=args.epochs, subset=args.subset,
+                                 data_dir=args.data_dir, device=args.device)
+        table = Path(args.table1 or f"results/table1/{args.dataset}-fc")
+        if (table / "runs").is_dir():
+            from .reproduce import table1_figures
+
+            paths = sorted(p for p in (table / "runs").iterdir() if p.is_dir())
+            written += table1_figures(load_runs_quiet(paths), load_runs_quiet(
+                paths, "activations"), out / "figures")
+        for path in written:
+            print(path)
+        return 0
 
     out = args.out or f"results/table1/{args.dataset}-{args.model}"
     plan = table1_plan(args.dataset, seeds=args.seeds, baseline_seeds=args.baseline_seeds,
@@ -346,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = p.add_subparsers(dest="what", required=True)
     r = rsub.add_parser("table1", help="BP, FA, DRTP and PEPITA over seeds, beside the paper")
     r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
-                                                          "cifar100"])
+                                                          "cifar100", "synthetic"])
     r.add_argument("--model", default="fc", choices=["fc", "conv"])
     r.add_argument("--seeds", type=int, default=3, help="seeds of PEPITA and BP (default 3)")
     r.add_argument("--baseline-seeds", type=int,
@@ -357,6 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device")
     r.add_argument("--out", help="results folder (default results/table1/DATASET-MODEL)")
     r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("figures", help="final accuracy against F scale (6 scales, 0.01 to 1) "
+                                        "and the figures of a table1 results folder")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100", "synthetic"])
+    r.add_argument("--seeds", type=int, default=1)
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs")
+    r.add_argument("--subset", type=int)
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--table1", help="a table1 results folder to draw (default "
+                                    "results/table1/DATASET-fc)")
+    r.add_argument("--out", help="default results/figures/DATASET")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("sweep", help="a grid / random search over settings x seeds, packed "

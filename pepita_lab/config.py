@@ -16,6 +16,9 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_ERRORS = ("modulated", "clean")
 F_DISTRIBUTIONS = ("uniform", "gaussian")
+MODELS = ("fc", "conv")
+CONV_UPDATES = ("rule", "icml-code")
+CONV_FIELDS = ("conv_channels", "kernel_size", "pool", "conv_update")  # used by model "conv" only
 
 
 class ConfigError(ValueError):
@@ -28,8 +31,17 @@ class RunConfig:
 
     rule: str = "pepita"
     dataset: str = "mnist"
+    # "fc": fully connected layers `hidden`; "conv": conv layers `conv_channels` (k x k kernels,
+    # no padding, ReLU, max-pool `pool`), then fully connected `hidden` (may be empty)
+    model: str = "fc"
     hidden: tuple[int, ...] = (1024,)
     bias: bool = False
+    conv_channels: tuple[int, ...] = (32,)
+    kernel_size: int = 5
+    pool: int = 2
+    # conv layers' PEPITA update: "rule" (the rule's convolutional form) or "icml-code" (the
+    # authors' conv code: opposite sign, mean over positions, divided by the batch twice)
+    conv_update: str = "rule"
     epochs: int = 100
     lr: float = 0.1
     momentum: float = 0.9
@@ -60,12 +72,22 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         d["lr_milestones"] = list(self.lr_milestones)
+        d["conv_channels"] = list(self.conv_channels)
         return d
 
     def identity(self) -> dict:
-        """The settings that change what a run computes (not where: device, data folder)."""
+        """The settings that change what a run computes (not where: device, data folder). A
+        fully connected run leaves out the conv settings, so its identity (and run id) is what
+        it was before conv nets existed."""
         skip = ("device", "data_dir", "download", "eval_batch_size")
+        if self.model == "fc":
+            skip += ("model",) + CONV_FIELDS
         return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    @property
+    def n_layers(self) -> int:
+        """Trained layers: conv layers (model "conv"), hidden layers and the output."""
+        return (len(self.conv_channels) if self.model == "conv" else 0) + len(self.hidden) + 1
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -90,6 +112,16 @@ PRESETS: dict[str, dict] = {
     "paper-cifar100": dict(dataset="cifar100", hidden=(1024,), lr=0.01, batch_size=64, epochs=100,
                            lr_milestones=(60, 90), keep_prob=0.9, f_scale=0.05),
 }
+# The paper's conv net (the ICML code's Net1conv1fcXL): 32 filters 5x5, ReLU, max-pool 2, then
+# the output layer; PyTorch default init, lr 0.01, batch 50, no dropout, no lr decay; the last
+# layer learns from the first pass's error as in the ICML conv code. The conv layer learns by
+# the rule's convolutional form, not the ICML code's scaling (docs/conv.md says why).
+_PAPER_CONV = dict(model="conv", conv_channels=(32,), kernel_size=5, pool=2, hidden=(), lr=0.01,
+                   batch_size=50, epochs=100, lr_milestones=(), keep_prob=1.0, f_scale=0.05,
+                   output_error="clean", conv_update="rule")
+PRESETS.update({f"{name}-conv": dict(_PAPER_CONV, dataset=PRESETS[name]["dataset"])
+                for name in ("paper-mnist", "paper-fashion-mnist", "paper-cifar10",
+                             "paper-cifar100")})
 
 
 def preset(name: str, **overrides) -> RunConfig:
@@ -147,9 +179,18 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Check every field of `cfg`; return it normalised (tuples, floats) or raise ConfigError."""
     cfg.rule = _choice("rule", cfg.rule, RULES)
     cfg.dataset = _choice("dataset", cfg.dataset, DATASETS)
+    cfg.model = _choice("model", cfg.model, MODELS)
     cfg.hidden = _int_tuple("hidden", cfg.hidden, low=1)
-    if not cfg.hidden:
-        _fail("hidden", cfg.hidden, "expected at least one hidden layer width")
+    if not cfg.hidden and cfg.model == "fc":
+        _fail("hidden", cfg.hidden, "expected at least one hidden layer width (only "
+              "model='conv' may go from its conv layers straight to the output)")
+    cfg.conv_channels = _int_tuple("conv_channels", cfg.conv_channels, low=1)
+    if not cfg.conv_channels and cfg.model == "conv":
+        _fail("conv_channels", cfg.conv_channels, "expected at least one conv layer width "
+              "for model='conv'")
+    cfg.kernel_size = _int("kernel_size", cfg.kernel_size, low=1)
+    cfg.pool = _int("pool", cfg.pool, low=1)
+    cfg.conv_update = _choice("conv_update", cfg.conv_update, CONV_UPDATES)
     if not isinstance(cfg.bias, bool):
         _fail("bias", cfg.bias, "expected true or false")
     cfg.epochs = _int("epochs", cfg.epochs, low=1)
@@ -182,4 +223,4 @@ def field_names() -> list[str]:
 
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "RULES", "DATASETS",
-           "field_names"]
+           "MODELS", "CONV_UPDATES", "field_names"]

@@ -345,6 +345,8 @@ def accuracy_map(history: xr.Dataset, x: str = "f_scale", y: str = "lr", metric=
     diverged = ~np.isfinite(final)
     if "test_loss" in ds:
         diverged |= ~np.isfinite(_final(ds, "test_loss"))
+    if "status" in ds.coords:  # runs stopped by the divergence check keep finite histories
+        diverged |= ds["status"].values == "diverged"
     keys = [x, y] + ([facet] if facet in run_settings(ds, varying_only=True) else [])
     df = pd.DataFrame({**{k: ds[k].values for k in keys}, "diverged": diverged,
                        "value": np.where(diverged, np.nan, final)})
@@ -389,6 +391,59 @@ def best_points_chart(table: pd.DataFrame, metric: str = "test_acc"):
                  "count"])
     errors = alt.Chart(df).mark_rule().encode(x="lo:Q", x2="hi:Q", y=y)
     return (bars + errors).properties(width=360, title=_title("Best points of the sweep"))
+
+
+def final_vs_setting(history: xr.Dataset, x: str = "f_scale", metric: str = "test_acc",
+                     color: str = "rule"):
+    """Final `metric` against one run setting (log axis), mean over seeds with every run as a
+    point: e.g. final accuracy against F scale."""
+    ds = _with_run_dim(history)
+    df = pd.DataFrame({x: ds[x].values, color: ds[color].values if color in ds.coords else "",
+                       "value": _final(ds, metric), "run": ds["run"].values.astype(str)})
+    base = alt.Chart(df).encode(x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"),
+                                        title=_label(ds, x)),
+                                color=alt.Color(f"{color}:N", title=_label(ds, color)))
+    points = base.mark_point(opacity=0.5).encode(y=alt.Y("value:Q", title=_label(ds, metric)),
+                                                 tooltip=["run", x, "value"])
+    line = base.mark_line().encode(y="mean(value):Q")
+    return (points + line).properties(width=400, height=250, title=_title(
+        f"Final {_label(ds, metric)} against {_label(ds, x)}", "line: mean over seeds"))
+
+
+def slowness_chart(fits: xr.Dataset, by: str = "rule"):
+    """The slowness `s` of `acc(t) = a_max t / (s + t)` per run (`analysis.slowness`), as
+    points per `by` with their mean: smaller is faster convergence."""
+    df = pd.DataFrame({by: fits[by].values, "s": fits["slowness_s"].values,
+                       "a_max": fits["slowness_a_max"].values,
+                       "run": fits["run"].values.astype(str)}).dropna(subset=["s"])
+    base = alt.Chart(df).encode(y=alt.Y(f"{by}:N", title=None))
+    bars = base.mark_bar(opacity=0.4).encode(x=alt.X("mean(s):Q", title="slowness s (epochs)"))
+    dots = base.mark_point().encode(x="s:Q", tooltip=["run", alt.Tooltip("s", format=".3g"),
+                                                      alt.Tooltip("a_max", format=".4f")])
+    return (bars + dots).properties(width=360, title=_title(
+        "Slowness per rule", "fit of acc(t) = a_max t / (s + t) before the first lr decay"))
+
+
+def activation_summary(activations: xr.Dataset, color: str = "rule"):
+    """Mean |h_l - h_l^err| per hidden layer over the snapshot epochs, one line per run: how
+    large PEPITA's learning signal is, and how it changes as the net learns."""
+    a = _with_run_dim(activations)
+    rows = []
+    for name in sorted(v for v in a.data_vars if re.fullmatch(r"h_diff_\d+", v)):
+        unit = f"unit_{name[7:]}"
+        mean_abs = np.abs(a[name]).mean(("sample", unit), skipna=True)  # (run, epoch)
+        for r in range(a.sizes["run"]):
+            for e, v in zip(a["epoch"].values, mean_abs.isel(run=r).values):
+                rows.append({"run": str(a["run"].values[r]), "layer": int(name[7:]),
+                             "epoch": int(e), "value": float(v),
+                             color: str(a[color].values[r]) if color in a.coords else ""})
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("value:Q", title="mean |h - h_err|"),
+        color=alt.Color(f"{color}:N"), detail="run:N", strokeDash="layer:N",
+        tooltip=["run", "layer", "epoch", alt.Tooltip("value", format=".3g")]
+    ).properties(width=400, height=250, title=_title(
+        "Activation differences over training", "mean over probe samples and units"))
 
 
 def cost_chart(cost_df: pd.DataFrame, *, width: int = 260):

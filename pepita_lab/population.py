@@ -116,6 +116,9 @@ class Population:
                 raise ConfigError(f"population members differ in {diff}: only "
                                   f"{', '.join(MEMBER_FIELDS)} may differ")
         base = configs[0]
+        if base.model != "fc":
+            raise ConfigError(f"model={base.model!r} is not available for populations: train "
+                              "conv nets one at a time (pepita_lab.train)")
         self.base, self.progress = base, progress
         self.device = resolve_device(base.device)
         if data is None:

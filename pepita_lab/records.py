@@ -20,8 +20,8 @@ from . import __version__
 from .config import RunConfig
 
 # Settings that become coordinates along `run` (the rest stay in the JSON config attribute).
-RUN_COORDS = ("rule", "dataset", "hidden", "f_scale", "lr", "batch_size", "seed", "sign",
-              "output_error", "keep_prob", "momentum", "epochs", "feedback_scale", "bias")
+RUN_COORDS = ("rule", "dataset", "model", "hidden", "f_scale", "lr", "batch_size", "seed",
+              "sign", "output_error", "keep_prob", "momentum", "epochs", "feedback_scale", "bias")
 
 VARIABLE_ATTRS = {
     "epoch_lr": ("1", "learning rate used during the epoch (after lr decays)"),
@@ -37,10 +37,12 @@ VARIABLE_ATTRS = {
     "bp_angle": ("degree", "angle between the rule's dW_l and the BP gradient on the probe batch"),
     "feedback_angle": ("degree", "angle between feedback matrix B_l and the forward map it "
                        "stands in for (FA: W_{l+1}; DFA/DRTP: W_L...W_{l+1}); NaN if none"),
-    "f_angle": ("degree", "angle between vec((W_L...W_1)^T) and vec(F)"),
+    "f_angle": ("degree", "angle between vec((W_L...W_1)^T) and vec(F); NaN for conv nets "
+                "(no end-to-end matrix)"),
     "probe_loss": ("nats", "mean cross-entropy on the probe batch (no dropout)"),
     "probe_acc": ("1", "accuracy on the probe batch (no dropout)"),
-    "h": ("1", "hidden activation h_l of the clean pass on a probe test sample"),
+    "h": ("1", "hidden activation h_l of the clean pass on a probe test sample (a conv "
+          "layer: its map before pooling, flattened channel-first)"),
     "h_diff": ("1", "h_l - h_l^err: clean minus modulated-pass activation (PEPITA's signal)"),
     "x_err": ("1", "modulated input x + sign F e, image-shaped"),
     "x": ("1", "clean input x, image-shaped"),
@@ -72,9 +74,12 @@ def run_id(config: RunConfig) -> str:
     changes the run (so runs differing only in, say, the modulation sign get different ids)."""
     import hashlib
 
-    hidden = "x".join(map(str, config.hidden))
+    arch = "h" + "x".join(map(str, config.hidden))
+    if config.model == "conv":  # e.g. c32k5p2 for 32 filters 5x5, max-pool 2
+        conv = "x".join(map(str, config.conv_channels))
+        arch = f"c{conv}k{config.kernel_size}p{config.pool}" + (f"-{arch}" if config.hidden else "")
     digest = hashlib.sha1(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:6]
-    return (f"{config.rule}-{config.dataset}-h{hidden}-f{config.f_scale:g}-lr{config.lr:g}"
+    return (f"{config.rule}-{config.dataset}-{arch}-f{config.f_scale:g}-lr{config.lr:g}"
             f"-s{config.seed}-{digest}")
 
 
@@ -89,8 +94,15 @@ def run_coords(config: RunConfig) -> dict:
         elif isinstance(v, bool):
             v = int(v)
         coords[k] = ("run", [v])
-    coords["depth"] = ("run", [len(config.hidden)])
+    coords["depth"] = ("run", [config.n_layers - 1])  # hidden layers, conv ones included
     return coords
+
+
+def with_run_coords(ds: xr.Dataset, config: RunConfig) -> xr.Dataset:
+    """`ds` with any run coordinate it lacks (files written before that coordinate existed,
+    e.g. `model`) added from `config`, so old and new runs concatenate."""
+    missing = {k: v for k, v in run_coords(config).items() if k not in ds.coords}
+    return ds.assign_coords(missing) if missing else ds
 
 
 def run_attrs(config: RunConfig, **extra) -> dict:
@@ -110,9 +122,10 @@ def history_dataset(config: RunConfig, epochs: list[int], values: dict[str, list
     coords = {"epoch": ("epoch", np.asarray(epochs, dtype=np.int64))}
     if tracer is not None and tracer.epochs:
         data_vars.update(_trace_vars(tracer.epoch_traces, tracer.epochs, epochs, "epoch", ""))
-        L = len(config.hidden) + 1
+        L = config.n_layers
         coords["layer"] = ("layer", np.arange(1, L + 1),
-                           {"description": "layer l of W_l (1 = first hidden, L = output)"})
+                           {"description": "layer l of W_l (1 = first hidden, conv layers "
+                                           "first; L = output)"})
     if tracer is not None and tracer.steps:
         data_vars.update(_trace_vars(tracer.step_traces, tracer.steps, tracer.steps, "step",
                                      "step_"))
@@ -164,9 +177,9 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
     coords = {"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
               "sample": ("sample", np.arange(n)),
               "label": ("sample", samples["label"].astype(np.int64))}
-    for l in range(len(config.hidden)):
+    for l in range(len(snaps[0]["h"])):
         unit = f"unit_{l + 1}"
-        coords[unit] = (unit, np.arange(config.hidden[l]))
+        coords[unit] = (unit, np.arange(snaps[0]["h"][l].shape[-1]))
         for key in ("h", "h_diff"):
             data_vars[f"{key}_{l + 1}"] = (("run", "epoch", "sample", unit),
                                            np.stack([np.asarray(s[key][l]) for s in snaps])[None].astype(np.float32),

@@ -17,7 +17,7 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
     """A readable summary of one run's history: settings, final accuracies, alignment,
     F angle, slowness and timing."""
     h = history.isel(run=0) if "run" in history.dims else history
-    settings = ("rule", "dataset", "hidden", "lr", "batch_size", "f_scale", "sign",
+    settings = ("rule", "dataset", "model", "hidden", "lr", "batch_size", "f_scale", "sign",
                 "output_error", "keep_prob", "seed", "epochs")
     lines = [f"run {h.run.item()}  status={status or history.attrs.get('status', '?')}",
              "settings: " + " ".join(f"{k}={_fmt(h[k].item())}" for k in settings if k in h.coords)]
@@ -35,7 +35,9 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
         ang = h.bp_angle.isel(epoch=-1).values
         lines.append("alignment with BP (last epoch): " + ", ".join(
             f"layer {l + 1}: cos {c:+.3f} ({a:.1f} deg)" for l, (c, a) in enumerate(zip(cos, ang))))
-    if "f_angle" in h:
+    if "f_angle" in h and bool(h.f_angle.isnull().all()):
+        lines.append("F angle: n/a (a conv net has no end-to-end matrix to compare F with)")
+    elif "f_angle" in h:
         lines.append(f"F angle: {float(h.f_angle[0]):.1f} deg at epoch {int(h.epoch[0])} -> "
                      f"{float(h.f_angle[-1]):.1f} deg at epoch {last}")
     if "feedback_angle" in h and not bool(h.feedback_angle.isnull().all()):
@@ -59,7 +61,7 @@ def compare_runs(history: xr.Dataset, by=("rule", "dataset")) -> str:
     from .analysis import final_values
 
     runs = final_values(history)
-    cols = [c for c in ("rule", "dataset", "hidden", "f_scale", "lr", "sign", "seed")
+    cols = [c for c in ("rule", "dataset", "model", "hidden", "f_scale", "lr", "sign", "seed")
             if c in runs]
     lines = ["| run | " + " | ".join(cols) + " | test_acc (%) |",
              "|" + " --- |" * (len(cols) + 2)]

@@ -20,7 +20,8 @@ from .config import ConfigError, RunConfig, preset
 PAPER_TEST_ACC = {"mnist": {"pepita": 98.0}, "cifar10": {"pepita": 52.6},
                   "cifar100": {"pepita": 24.9}}
 PRESET_OF = {"mnist": "paper-mnist", "fashion-mnist": "paper-fashion-mnist",
-             "cifar10": "paper-cifar10", "cifar100": "paper-cifar100"}
+             "cifar10": "paper-cifar10", "cifar100": "paper-cifar100",
+             "synthetic": "paper-mnist"}  # synthetic: the MNIST settings, for quick checks
 RULES_OF_MODEL = {"fc": ("pepita", "bp", "fa", "drtp"), "conv": ("pepita", "bp")}
 # DRTP's hidden updates never shrink (the target does not), so with the paper's lr its hidden
 # weights keep growing; a smaller feedback scale tames that. One MNIST epoch at lr 0.1 measured
@@ -45,9 +46,6 @@ def table1_plan(dataset: str, *, seeds: int = 3, baseline_seeds: int | None = No
                           f"{', '.join(PRESET_OF)}")
     if model not in RULES_OF_MODEL:
         raise ConfigError(f"model={model!r} is not allowed: expected fc or conv")
-    if model == "conv":
-        raise ConfigError("model='conv' is not available yet: convolutional PEPITA is still "
-                          "to be built (issue 5)")
     if seeds < 1 or (baseline_seeds is not None and baseline_seeds < 1):
         raise ConfigError(f"seeds={seeds!r} is not allowed: expected an integer >= 1")
     baseline_seeds = seeds if baseline_seeds is None else baseline_seeds
@@ -55,7 +53,8 @@ def table1_plan(dataset: str, *, seeds: int = 3, baseline_seeds: int | None = No
     runs = []
     for rule in RULES_OF_MODEL[model]:
         for seed in range(seeds if rule in ("pepita", "bp") else baseline_seeds):
-            config = preset(PRESET_OF[dataset], rule=rule, seed=seed,
+            name = PRESET_OF[dataset] + ("-conv" if model == "conv" else "")
+            config = preset(name, dataset=dataset, rule=rule, seed=seed,
                             **{**RULE_OVERRIDES.get(rule, {}), **overrides})
             runs.append((f"{model}-{rule}-s{seed}", config))
     return Plan(Path(out), runs)
@@ -99,16 +98,20 @@ def results_table(history: xr.Dataset) -> str:
     """Markdown: mean +- std test accuracy (%) per rule, over seeds, beside the paper's."""
     from .analysis import summary_table
 
-    table = summary_table(history, by=("rule", "dataset"))
-    lines = ["| rule | dataset | test accuracy (%) | runs (seeds) | paper (%) |",
-             "| --- | --- | --- | --- | --- |"]
+    by = ("model", "rule", "dataset") if "model" in history.coords else ("rule", "dataset")
+    table = summary_table(history, by=by)
+    lines = ["| model | rule | dataset | test accuracy (%) | runs (seeds) | paper (%) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for _, row in table.iterrows():
         value = f"{100 * row['mean']:.2f}"
         if row["n"] > 1:
             value += f" ± {100 * row['std']:.2f}"
-        paper = PAPER_TEST_ACC.get(row["dataset"], {}).get(row["rule"])
+        model = row.get("model", "fc")
+        paper = (PAPER_TEST_ACC.get(row["dataset"], {}).get(row["rule"])
+                 if model == "fc" else None)  # the paper's numbers are of the FC nets
         seeds = ", ".join(map(str, row["seeds"]))
-        lines.append(f"| {row['rule']} | {row['dataset']} | {value} | {row['n']} ({seeds}) | "
+        lines.append(f"| {model} | {row['rule']} | {row['dataset']} | {value} | "
+                     f"{row['n']} ({seeds}) | "
                      f"{'' if paper is None else f'{paper:.1f}'} |")
     return "\n".join(lines)
 
@@ -123,8 +126,44 @@ def write_results(plan: Plan, paths: list[Path], *, figures: bool = True) -> lis
     final_values(history).to_csv(plan.out / "table.csv", index=False)
     written = [plan.out / "table.md", plan.out / "table.csv"]
     if figures:
-        from .plots import reproduction_figures
-
-        written += reproduction_figures(history, load_runs(paths, what="activations"),
-                                        plan.out / "figures")
+        written += table1_figures(history, load_runs(paths, what="activations"),
+                                  plan.out / "figures")
     return written
+
+
+def table1_figures(history: xr.Dataset, activations: xr.Dataset | None, out: Path,
+                   formats=("png",)) -> list[Path]:
+    """Test curves of the rules, the F angle over training, the slowness of each rule and the
+    activation-difference summaries."""
+    from . import plots
+    from .analysis import slowness
+
+    charts = {"test_curves": plots.learning_curves(history, "test_acc", color="rule"),
+              "f_angle": plots.f_alignment(history, color="rule"),
+              "slowness": plots.slowness_chart(slowness(history)),
+              "bp_alignment": plots.bp_alignment(history.sel(run=history.rule != "bp"))}
+    if activations is not None:
+        charts["activation_differences"] = plots.activation_summary(activations)
+    return [plots.save_chart(c, Path(out) / f"{name}.{fmt}") for name, c in charts.items()
+            for fmt in formats]
+
+
+F_SCALES = (0.01, 0.02, 0.05, 0.1, 0.3, 1.0)
+
+
+def f_scale_figure(dataset: str, out: str | Path, *, seeds: int = 1, progress: bool = True,
+                   **overrides) -> list[Path]:
+    """Final accuracy against F scale: PEPITA with the paper's settings at each of `F_SCALES`
+    (x `seeds`), trained as populations, written to `out` (sweep.nc and the figure)."""
+    from . import plots
+    from .api import train_grid
+    from .records import write_netcdf
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    base = preset(PRESET_OF[dataset], dataset=dataset, rule="pepita", **overrides)
+    grid = train_grid(base, f_scale=list(F_SCALES), seed=list(range(seeds)), progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_netcdf(grid, out / "f_scale_sweep.nc")
+    return [plots.save_chart(plots.final_vs_setting(grid, "f_scale"),
+                             out / "figures" / "final_accuracy_vs_f_scale.png")]

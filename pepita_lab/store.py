@@ -23,7 +23,7 @@ from . import __version__
 from .config import ConfigError, RunConfig
 from .nets import Net
 from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
-                      write_json, write_netcdf)
+                      with_run_coords, write_json, write_netcdf)
 from .traces import Tracer
 from .training import Trainer
 
@@ -140,6 +140,8 @@ def read_config(path: Path) -> RunConfig:
         doc = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunFolderError(f"{file} is corrupt (not valid JSON: {err})") from None
+    if isinstance(doc, dict) and "format_version" not in doc and "rule" in doc:
+        doc = {"format_version": FORMAT_VERSION, "config": doc}  # format 0: the bare config
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
         version = doc.get("format_version") if isinstance(doc, dict) else None
         raise RunFolderError(f"{file} is from an incompatible version of pepita-lab "
@@ -165,8 +167,8 @@ def load_run(path: str | Path) -> Run:
     """A run folder written by `pepita_lab.train(..., out=path)`, back as a `Run`."""
     path = Path(path)
     config = read_config(path)
-    history = read_netcdf(path / HISTORY_FILE)
-    activations = (read_netcdf(path / ACTIVATIONS_FILE)
+    history = with_run_coords(read_netcdf(path / HISTORY_FILE), config)
+    activations = (with_run_coords(read_netcdf(path / ACTIVATIONS_FILE), config)
                    if (path / ACTIVATIONS_FILE).is_file() else None)
     net = Net.from_state_dict(read_checkpoint(path)["net"])
     return Run(config, history, activations, net, history.attrs.get("status", "unknown"), path)

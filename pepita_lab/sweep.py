@@ -273,8 +273,8 @@ def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
     """Turn the `run` dimension of a complete grid into one dimension per swept field."""
     run_coords = [k for k, v in ds.coords.items() if v.dims == ("run",) and k != "run"]
     keep = [k for k in run_coords if k not in dims]
-    ds = ds.reset_coords(keep)  # per-point settings that are not swept become variables
-    return ds.set_index(run=dims).unstack("run")
+    ds = ds.reset_coords(keep)  # unstack carries variables, so settings travel as variables
+    return ds.set_index(run=dims).unstack("run").set_coords(keep)
 
 
 def parse_value(name: str, text: str):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .nets import Net
-from .rules import FEEDBACK_KIND, bp_factors, pepita_factors, updates_from_factors
+from .rules import FEEDBACK_KIND, bp_factors, forward_pass, pepita_factors, updates_from_factors
 
 PROBE_BATCH = 256  # training samples on which update alignment and norms are measured
 PROBE_SAMPLES = 16  # test samples whose activations are kept
@@ -58,20 +58,26 @@ def end_to_end(weights: list[Tensor], start: int = 0) -> Tensor:
 
 @torch.no_grad()
 def f_angle(net: Net) -> float:
-    """Angle (degrees) between `vec((W_L ... W_1)^T)` and `vec(F)`."""
+    """Angle (degrees) between `vec((W_L ... W_1)^T)` and `vec(F)`; NaN for a conv net, whose
+    layers (a convolution, a max-pool) have no end-to-end matrix to compare F with."""
+    if any(W.dim() != 2 for W in net.weights):
+        return math.nan
     return angle_deg(end_to_end(net.weights).T, net.F)
 
 
 @torch.no_grad()
 def feedback_angles(net: Net, rule: str) -> list[float]:
     """Per layer: the angle between a feedback matrix and the forward map it stands in for
-    (FA: `B_l` vs `W_{l+1}`; DFA / DRTP: `B_l` vs `W_L ... W_{l+1}`); NaN where there is none."""
+    (FA: `B_l` vs `W_{l+1}`, a conv kernel too; DFA / DRTP: `B_l` vs `W_L ... W_{l+1}`); NaN
+    where there is none (DFA / DRTP below a conv layer: no end-to-end matrix)."""
     L = len(net.weights)
     kind = FEEDBACK_KIND[rule]
     out = [math.nan] * L
     for l, B in enumerate(net.feedback):
-        forward_map = net.weights[l + 1] if kind == "chain" else end_to_end(net.weights, l + 1)
-        out[l] = angle_deg(forward_map, B)
+        if kind == "chain":
+            out[l] = angle_deg(net.weights[l + 1], B)
+        elif all(W.dim() == 2 for W in net.weights[l + 1:]):
+            out[l] = angle_deg(end_to_end(net.weights, l + 1), B)
     return out
 
 
@@ -79,7 +85,7 @@ def feedback_angles(net: Net, rule: str) -> list[float]:
 def layer_traces(net: Net, rule_step, rule: str, x: Tensor, target: Tensor) -> dict:
     """Norms, BP alignment and feedback angles on one probe batch (no dropout)."""
     dW = updates_from_factors(rule_step(net, x, target, None))
-    f = bp_factors(net.weights, x, target, None, net.biases)
+    f = bp_factors(net.weights, net.shape_input(x), target, None, net.biases, net.pool)
     grads = updates_from_factors(f)
     probs = f.probs
     loss = -probs.gather(1, target.argmax(1, keepdim=True)).clamp_min(1e-30).log().mean()
@@ -98,14 +104,16 @@ def layer_traces(net: Net, rule_step, rule: str, x: Tensor, target: Tensor) -> d
 @torch.no_grad()
 def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float) -> dict:
     """PEPITA's two passes on probe samples (no dropout): `h_l`, `h_l - h_l^err` per hidden
-    layer, the modulated input and the first-pass error, as CPU tensors."""
-    f = pepita_factors(net.weights, x, target, net.F, sign=sign, masks=None, biases=net.biases)
+    layer (a conv layer's map flattened channel-first, before pooling), the modulated input
+    (flat) and the first-pass error, as CPU tensors."""
+    hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool)
+    f = pepita_factors(net.weights, net.shape_input(x), target, net.F, sign=sign, masks=None,
+                       biases=net.biases, pool=net.pool)
     L = len(net.weights)
-    h_err = f.inputs[1:]  # h_1^err .. h_{L-1}^err
-    diffs = f.deltas[:L - 1]
-    return {"h": [(he + d).cpu() for he, d in zip(h_err, diffs)],
-            "h_diff": [d.cpu() for d in diffs],
-            "x_err": f.inputs[0].cpu(),
+    diffs = f.deltas[:L - 1]  # h_l - h_l^err, l = 1 .. L-1
+    return {"h": [h.flatten(1).cpu() for h in hs[1:L]],
+            "h_diff": [d.flatten(1).cpu() for d in diffs],
+            "x_err": f.inputs[0].flatten(1).cpu(),
             "error": (f.probs - target).cpu()}
 
 

@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, validate
 from .data import TensorData, load_data
-from .devices import resolve_device, synchronize
+from .devices import keep_freed_memory, resolve_device, synchronize
 from .nets import Net, init_net
 from .rules import Factors, make_rule
-from .rules.common import pre_activation
+from .rules.common import bias_update, forward_pass, weight_update
 
 HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
 # A mean batch loss above this (nats; chance on 10 classes is 2.3) or a non-finite one means the
@@ -69,7 +69,10 @@ class Trainer:
             data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
                              device=self.device, download=config.download)
         self.data = data.to(self.device)
-        self.net: Net = init_net(config, data.n_features, data.n_classes, self.device)
+        if config.model == "conv" and self.device.type == "cpu":
+            keep_freed_memory()  # conv maps are large: reuse their memory, no page faults
+        self.net: Net = init_net(config, data.n_features, data.n_classes, self.device,
+                                 image_shape=data.image_shape)
         self.velocity = [torch.zeros_like(p) for p in self.net.params()]
         self.rule = make_rule(config)
         # Data order on the CPU (bitwise repeatable everywhere); dropout masks on the device.
@@ -81,8 +84,8 @@ class Trainer:
         self.step = 0  # completed steps
         self.callbacks = list(callbacks)
         self.progress = progress
-        self._masks = [torch.empty(config.batch_size, n, device=self.device)
-                       for n in config.hidden]
+        self._masks = [torch.empty(config.batch_size, *shape, device=self.device)
+                       for shape in self.net.layer_shapes[:-1]]  # a conv layer: its whole map
         self.divergence: dict | None = None
 
     def state_dict(self) -> dict:
@@ -131,17 +134,21 @@ class Trainer:
         return masks
 
     def apply(self, f: Factors, lr: float) -> None:
-        """`v = momentum v + lr dW; W -= v`, with `dW = delta^T a / B` fused into one addmm."""
+        """`v = momentum v + lr dW; W -= v`, with `dW = delta^T a / B` fused into one addmm
+        (a conv layer: its convolutional form, one convolution over the batch)."""
         B = f.probs.shape[0]
         m = self.config.momentum
         n_w = len(self.net.weights)
         for l, W in enumerate(self.net.weights):
             v = self.velocity[l]
-            v.addmm_(f.deltas[l].T, f.inputs[l], beta=m, alpha=lr / B)
+            if W.dim() == 2:
+                v.addmm_(f.deltas[l].T, f.inputs[l], beta=m, alpha=lr / B)
+            else:
+                v.mul_(m).add_(weight_update(f.deltas[l], f.inputs[l]), alpha=lr / B)
             W.sub_(v)
         for l, b in enumerate(self.net.biases or []):
             v = self.velocity[n_w + l]
-            v.mul_(m).add_(f.deltas[l].sum(0), alpha=lr / B)
+            v.mul_(m).add_(bias_update(f.deltas[l]), alpha=lr / B)
             b.sub_(v)
 
     @torch.no_grad()
@@ -197,12 +204,11 @@ class Trainer:
         return loss.item() / x.shape[0], correct.item() / x.shape[0]
 
     def logits(self, x: Tensor) -> Tensor:
-        """Output pre-activations of the net without dropout."""
-        h, L = x, len(self.net.weights)
-        for l, W in enumerate(self.net.weights):
-            h = pre_activation(W, h, None if self.net.biases is None else self.net.biases[l])
-            h = torch.relu(h) if l < L - 1 else h
-        return h
+        """Output pre-activations of the net without dropout; x flat (B, d)."""
+        net = self.net
+        hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool,
+                             softmax=False)
+        return hs[-1]
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> str:
         """Train until `config.epochs` epochs are complete; returns "completed", "stopped" or

@@ -110,7 +110,7 @@ def test_report_names_every_rule(results):
     for label, _ in bench.RULES.values():
         assert label in report
     assert "PEPITA / BP (autograd)" in report and "PEPITA / BP (by hand)" in report
-    assert "conv: not available (convolutional nets are not implemented yet)" in report
+    assert "conv: not available (the cost model counts fully connected nets only" in report
     assert "peak" in report and "whole epoch" in report
 
 

@@ -1,56 +1,69 @@
 """Feedback alignment (FA) and direct feedback alignment (DFA): fixed random matrices in place
-of the transposed forward weights, so no weight transport."""
+of the transposed forward weights, so no weight transport. Conv layers: FA carries the error
+down through a fixed random kernel shaped like the forward one; DFA projects it straight onto
+the conv layer's output map, `B_l` of shape (C, c_l H'_l W'_l)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from .backprop import chain_factors
-from .common import (Factors, check_feedback, check_mlp, forward, relu_grad,
-                     updates_from_factors)
+from .common import (Factors, check_feedback, check_mlp, forward_pass, layer_shapes,
+                     relu_grad, updates_from_factors)
 
 
-def fa_factors(weights, x, target, feedback, masks=None, biases=None) -> Factors:
-    return chain_factors(weights, x, target, feedback, masks, biases)
+def fa_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
+    return chain_factors(weights, x, target, feedback, masks, biases, pool)
 
 
 def fa_updates(weights: list[Tensor], x: Tensor, target: Tensor,
-               feedback: list[Tensor]) -> list[Tensor]:
+               feedback: list[Tensor], *, pool: int = 1) -> list[Tensor]:
     """FA: `feedback[i]` (shape of `weights[i+1]`) stands in for `weights[i+1]` going backwards."""
-    check_mlp(weights, x, target)
+    check_mlp(weights, x, target, pool)
     check_feedback(feedback, [tuple(W.shape) for W in weights[1:]], "feedback")
-    return updates_from_factors(fa_factors(weights, x, target, feedback))
+    return updates_from_factors(fa_factors(weights, x, target, feedback, pool=pool))
 
 
 @torch.no_grad()
 def direct_factors(weights: list[Tensor], x: Tensor, target: Tensor, feedback: list[Tensor],
-                   signal: str, masks=None, biases=None) -> Factors:
+                   signal: str, masks=None, biases=None, pool=1) -> Factors:
     """Each hidden layer l gets `(s B_l) * relu'(a_l)` straight from the output, where the
-    projected signal s is the error e (DFA) or the target t (DRTP); B_l: (C, n_l)."""
-    hs = forward(weights, x, masks, biases)
+    projected signal s is the error e (DFA) or the target t (DRTP); B_l: (C, n_l), n_l the
+    units of layer l (a conv layer: c H' W', channel-first)."""
+    hs, ins = forward_pass(weights, x, masks, biases, pool=pool)
     e = hs[-1] - target  # (B, C)
     s = e if signal == "error" else target
     deltas = []
     for l, B_l in enumerate(feedback):
         mask = None if masks is None else masks[l]
-        deltas.append((s @ B_l) * relu_grad(hs[l + 1], mask))  # (B, n_l)
+        h = hs[l + 1]
+        projected = s @ B_l  # (B, n_l)
+        if projected.shape != h.shape:
+            projected = projected.view(h.shape)  # a conv layer's map (B, c, H', W')
+        deltas.append(projected * relu_grad(h, mask))
     deltas.append(e)
-    return Factors(deltas=deltas, inputs=hs[:-1], probs=hs[-1])
+    return Factors(deltas=deltas, inputs=ins, probs=hs[-1])
 
 
-def dfa_factors(weights, x, target, feedback, masks=None, biases=None) -> Factors:
-    return direct_factors(weights, x, target, feedback, "error", masks, biases)
+def dfa_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
+    return direct_factors(weights, x, target, feedback, "error", masks, biases, pool)
 
 
-def direct_shapes(weights: list[Tensor]) -> list[tuple[int, int]]:
+def direct_shapes(weights: list[Tensor], x: Tensor | None = None,
+                  pool: int = 1) -> list[tuple[int, int]]:
+    """(C, n_l) per hidden layer; a conv net needs `x` for the sizes of its maps."""
     C = weights[-1].shape[0]
-    return [(C, W.shape[0]) for W in weights[:-1]]
+    if x is None or x.dim() != 4:
+        return [(C, W.shape[0]) for W in weights[:-1]]
+    return [(C, math.prod(shape)) for shape in layer_shapes(weights, x.shape[1:], pool)[:-1]]
 
 
 def dfa_updates(weights: list[Tensor], x: Tensor, target: Tensor,
-                feedback: list[Tensor]) -> list[Tensor]:
+                feedback: list[Tensor], *, pool: int = 1) -> list[Tensor]:
     """DFA: hidden layer i learns from `(e feedback[i]) * relu'`, feedback[i]: (C, n_i)."""
-    check_mlp(weights, x, target)
-    check_feedback(feedback, direct_shapes(weights), "feedback")
-    return updates_from_factors(dfa_factors(weights, x, target, feedback))
+    check_mlp(weights, x, target, pool)
+    check_feedback(feedback, direct_shapes(weights, x, pool), "feedback")
+    return updates_from_factors(dfa_factors(weights, x, target, feedback, pool=pool))
