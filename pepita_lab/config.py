@@ -53,7 +53,7 @@ class RunConfig:
     f_scale: float = 0.05
     f_distribution: str = "uniform"
     sign: float = 1.0  # modulation x + sign * F e (ICML code: +1, ICLR code: -1)
-    output_error: str = "modulated"  # last-layer error: modulated pass ("modulated") or first ("clean")
+    output_error: str = "modulated"  # last layer's error: modulated pass or first ("clean")
     # FA / DFA / DRTP: scale of the fixed random feedback matrices (He-uniform times this)
     feedback_scale: float = 1.0
     # run

@@ -181,9 +181,9 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
         unit = f"unit_{l + 1}"
         coords[unit] = (unit, np.arange(snaps[0]["h"][l].shape[-1]))
         for key in ("h", "h_diff"):
+            values = np.stack([np.asarray(s[key][l]) for s in snaps])[None]  # (1, E, n, units)
             data_vars[f"{key}_{l + 1}"] = (("run", "epoch", "sample", unit),
-                                           np.stack([np.asarray(s[key][l]) for s in snaps])[None].astype(np.float32),
-                                           _attrs(f"{key}_{l + 1}"))
+                                           values.astype(np.float32), _attrs(f"{key}_{l + 1}"))
     coords.update(run_coords(config))
     return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))
 
