@@ -398,16 +398,20 @@ def final_vs_setting(history: xr.Dataset, x: str = "f_scale", metric: str = "tes
     """Final `metric` against one run setting (log axis), mean over seeds with every run as a
     point: e.g. final accuracy against F scale."""
     ds = _with_run_dim(history)
+    status = ds["status"].values if "status" in ds.coords else np.full(ds.sizes["run"], "")
     df = pd.DataFrame({x: ds[x].values, color: ds[color].values if color in ds.coords else "",
-                       "value": _final(ds, metric), "run": ds["run"].values.astype(str)})
+                       "value": _final(ds, metric), "run": ds["run"].values.astype(str),
+                       "status": status})
     base = alt.Chart(df).encode(x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"),
                                         title=_label(ds, x)),
                                 color=alt.Color(f"{color}:N", title=_label(ds, color)))
-    points = base.mark_point(opacity=0.5).encode(y=alt.Y("value:Q", title=_label(ds, metric)),
-                                                 tooltip=["run", x, "value"])
+    points = base.mark_point(opacity=0.7, size=60).encode(
+        y=alt.Y("value:Q", title=_label(ds, metric)),
+        shape=alt.Shape("status:N", title="status"), tooltip=["run", x, "value", "status"])
     line = base.mark_line().encode(y="mean(value):Q")
     return (points + line).properties(width=400, height=250, title=_title(
-        f"Final {_label(ds, metric)} against {_label(ds, x)}", "line: mean over seeds"))
+        f"Final {_label(ds, metric)} against {_label(ds, x)}",
+        "line: mean over seeds; a diverged run shows its last good epoch"))
 
 
 def slowness_chart(fits: xr.Dataset, by: str = "rule"):
