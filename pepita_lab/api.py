@@ -14,7 +14,7 @@ from .config import ConfigError, RunConfig, validate
 from .data import TensorData, load_data
 from .devices import resolve_device
 from .records import run_id
-from .store import (Run, RunFolderError, RunStore, load_run, load_runs, read_checkpoint,
+from .store import (Run, RunStore, load_run, load_runs, read_checkpoint,
                     read_config, run_datasets)
 from .traces import Tracer
 from .training import Trainer

@@ -28,7 +28,7 @@ from .nets import Net, init_net
 from .rules import FEEDBACK_KIND, bp_factors, make_rule, pepita_factors
 from .rules.backprop import chain_factors
 from .rules.feedback_alignment import direct_factors
-from .training import DIVERGENCE_LOSS, History, lr_at
+from .training import History, divergence_reason, lr_at
 
 # Fields that may differ between members; all others must be equal.
 MEMBER_FIELDS = ("seed", "f_scale", "lr", "sign", "feedback_scale", "f_distribution")
@@ -243,10 +243,10 @@ class Population:
     def _check_divergence(self, mean_loss) -> None:
         values = mean_loss.tolist()  # one sync a step for the whole population
         for member, v in zip(self.members, values):
-            if member.alive and (not math.isfinite(v) or v > DIVERGENCE_LOSS):
+            reason = divergence_reason(v) if member.alive else None
+            if reason is not None:
                 member.divergence = {"epoch": self.epoch + 1, "step": self.step,
-                                     "reason": f"mean batch loss {v:.4g} nats "
-                                               f"(limit {DIVERGENCE_LOSS:g})"}
+                                     "reason": reason}
                 for vel in self.velocity:
                     vel[member.k].zero_()
 

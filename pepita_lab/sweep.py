@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig, field_names, validate
+from .config import ConfigError, RunConfig, field_names
 from .records import read_netcdf, write_json, write_netcdf
 
 SPEC_FILE, RESULT_FILE, POINTS_DIR = "sweep.json", "sweep.nc", "points"

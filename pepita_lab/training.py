@@ -27,6 +27,13 @@ HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc"
 DIVERGENCE_LOSS = 20.0
 
 
+def divergence_reason(mean_loss: float) -> str | None:
+    """Why a step's mean batch loss means divergence, or None if it does not."""
+    if math.isfinite(mean_loss) and mean_loss <= DIVERGENCE_LOSS:
+        return None
+    return f"mean batch loss {mean_loss:.4g} nats (limit {DIVERGENCE_LOSS:g})"
+
+
 class Callback(Protocol):
     """Hooks the loop calls; implement any subset (records, live charts, checkpoints)."""
 
@@ -174,11 +181,10 @@ class Trainer:
             loss_sum += batch_loss
             correct += (f.probs.argmax(1) == y).sum()
             self.step += 1
-            mean_loss = batch_loss.item() / len(idx)  # one sync a step: stop within one step
-            if not math.isfinite(mean_loss) or mean_loss > DIVERGENCE_LOSS:
-                self.divergence = {
-                    "epoch": self.epoch + 1, "step": self.step,
-                    "reason": f"mean batch loss {mean_loss:.4g} nats (limit {DIVERGENCE_LOSS:g})"}
+            # one sync a step: stop within one step
+            reason = divergence_reason(batch_loss.item() / len(idx))
+            if reason is not None:
+                self.divergence = {"epoch": self.epoch + 1, "step": self.step, "reason": reason}
                 return "diverged"
             self._emit("on_step_end", f)
             if bar is not None:

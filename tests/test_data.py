@@ -8,7 +8,6 @@ torchvision's own per-sample path (`ToTensor()` + `flatten`).
 import gzip
 import hashlib
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ or is refused with one clear line; never an unexpected exception."""
 
 import math
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -2,7 +2,6 @@
 folders, and memory; each failure ends in one clear line, never in lost results."""
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 import xarray as xr

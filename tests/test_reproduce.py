@@ -3,7 +3,6 @@ generated files in the real CIFAR format."""
 
 
 import numpy as np
-import pytest
 
 import pepita_lab as pl
 from pepita_lab.cli import main
