@@ -180,7 +180,7 @@ class Cost:
 
 
 def step_cost(rule: str, sizes, batch_size: int, *,
-              fused_first_layer: bool | str = "auto") -> Cost:
+              fused_first_layer: bool | str = "tracked") -> Cost:
     """Multiply-accumulates and activation memory of one step of `rule` on an MLP.
 
     A model, not a measurement: only the matrix products count (elementwise work such as
@@ -192,8 +192,11 @@ def step_cost(rule: str, sizes, batch_size: int, *,
       dfa, drtp:  F + B P + B C sum_{hidden l} n_l (direct projections of e or t)
       pepita:     B d C (e F^T) + F (clean) + F' (modulated) + B P, where F' = F, or with
                   `fused_first_layer` F - B d n_1 + n_1 d C + B C n_1: layer 1 of the
-                  modulated pass is W_1 x + (e (F^T W_1^T)). "auto" (what training uses)
-                  fuses when that is fewer MACs: C (d + B) < B d.
+                  modulated pass is W_1 x + (e (F^T W_1^T)). "auto" fuses when that is
+                  fewer MACs: C (d + B) < B d. "tracked" (what training uses, see
+                  `rules.FirstLayerFeedback`) keeps W_1 F current instead of recomputing
+                  it: F - B d n_1 + B C n_1 + B d C + B n_1 C, when that is fewer MACs
+                  than F' = F (C (d + 2 n_1) < d n_1), else F' = F.
     Activation floats kept during a step:
       bp, fa, dfa, drtp:  B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one error layer)
       pepita:  B sum_{l>=1} n_l (clean h_1..h_L) + B max_{l>=1} (n_{l-1} + n_l) (the modulated
@@ -212,10 +215,14 @@ def step_cost(rule: str, sizes, batch_size: int, *,
         macs = forward + grads + B * C * sum(sizes[1:-1])
     elif rule == "pepita":
         modulated = forward
-        if fused_first_layer == "auto":
-            fused_first_layer = C * (d + B) < B * d
-        if fused_first_layer:
-            modulated += n_1 * d * C + B * C * n_1 - B * d * n_1
+        if fused_first_layer == "tracked":  # e (W_1 F)^T, then a F and delta^T (a F)
+            if C * (d + 2 * n_1) < d * n_1:
+                modulated += 2 * B * C * n_1 + B * d * C - B * d * n_1
+        else:
+            if fused_first_layer == "auto":
+                fused_first_layer = C * (d + B) < B * d
+            if fused_first_layer:
+                modulated += n_1 * d * C + B * C * n_1 - B * d * n_1
         macs = B * d * C + forward + modulated + grads
     else:
         raise ValueError(f"rule={rule!r} is unknown; allowed: {', '.join(RULES)}")
@@ -226,8 +233,50 @@ def step_cost(rule: str, sizes, batch_size: int, *,
     return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
 
 
+def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool: int,
+                   hidden, n_classes: int, batch_size: int) -> Cost:
+    """`step_cost` for a conv net (conv layers of `conv_channels` k x k filters, stride 1, no
+    padding, each followed by a `pool` max-pool, then fully connected `hidden`, then the
+    output): multiply-accumulates of the convolutions and products only, as `step_cost`.
+
+    Per sample, layer l costs M_l forward: c_out H' W' c_in k^2 for a conv layer, n_l n_{l-1}
+    for a fully connected one. Its weight update costs M_l too (`conv2d_weight`), and so does
+    sending an error down through it (`conv2d_input`). With P = sum_l M_l:
+      bp, fa:     B (P + P + sum_{l>=2} M_l)
+      dfa, drtp:  B (P + P + C sum_{hidden l} u_l), u_l the size of layer l's output map
+      pepita:     B (d C + P + P + P) (e F^T, both passes, the updates; never fused)
+    Activation floats: B (d + sum_l u_l) for one pass, twice that for PEPITA's two.
+    """
+    c, H, W = (int(v) for v in image_shape)
+    d = c * H * W
+    macs_per_layer, units = [], []  # M_l, u_l
+    for c_out in conv_channels:
+        H_out, W_out = H - kernel_size + 1, W - kernel_size + 1
+        if H_out < 1 or W_out < 1:
+            raise ValueError(f"a {kernel_size}x{kernel_size} kernel does not fit {H}x{W} maps")
+        macs_per_layer.append(int(c_out) * H_out * W_out * c * kernel_size ** 2)
+        units.append(int(c_out) * H_out * W_out)
+        c, H, W = int(c_out), H_out // pool, W_out // pool
+    n_prev = c * H * W
+    for n in [*hidden, n_classes]:
+        macs_per_layer.append(n_prev * int(n))
+        units.append(int(n))
+        n_prev = int(n)
+    B, P = int(batch_size), sum(macs_per_layer)
+    if rule in ("bp", "fa"):
+        macs = B * (2 * P + sum(macs_per_layer[1:]))
+    elif rule in ("dfa", "drtp"):
+        macs = B * (2 * P + n_classes * sum(units[:-1]))
+    elif rule == "pepita":
+        macs = B * (d * n_classes + 3 * P)
+    else:
+        raise ValueError(f"rule={rule!r} is unknown; allowed: {', '.join(RULES)}")
+    floats = B * (d + sum(units)) * (2 if rule == "pepita" else 1)
+    return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
+
+
 def cost_table(sizes, batch_size: int, rules=RULES, step_times: dict | None = None,
-               *, fused_first_layer: bool | str = "auto") -> pd.DataFrame:
+               *, fused_first_layer: bool | str = "tracked") -> pd.DataFrame:
     """`step_cost` of each rule: rule, macs, mflop (2 macs / 1e6), activation_kib; with
     `step_times` (rule -> seconds per step, e.g. from `measure_step_time`) also step_ms and
     the gflops achieved (NaN for a rule without a time)."""
@@ -273,15 +322,14 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
             xb, tb = x[i * B:(i + 1) * B], trainer.eye[y[i * B:(i + 1) * B]]  # (B, d), (B, C)
             synchronize(trainer.device)
             start = time.perf_counter()
-            f = trainer.rule(trainer.net, xb, tb, trainer.dropout_masks(B))
-            trainer.apply(f, config.lr)
+            trainer.train_step(xb, tb, config.lr)
             synchronize(trainer.device)
             times.append(time.perf_counter() - start)
     return float(np.median(times[warmup:]))
 
 
 __all__ = ["SlownessFit", "fit_slowness", "first_decay_epoch", "slowness", "final_values",
-           "summary_table", "format_table", "Cost", "step_cost", "cost_table",
+           "summary_table", "format_table", "Cost", "step_cost", "conv_step_cost", "cost_table",
            "measure_step_time"]
 
 

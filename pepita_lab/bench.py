@@ -26,10 +26,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .analysis import _INPUT_SIZE, _SPLIT_SIZES, step_cost
-from .config import ConfigError, preset
+from .analysis import _INPUT_SIZE, _SPLIT_SIZES, conv_step_cost, step_cost
+from .config import COMPILE_MODES, PRECISIONS, ConfigError, preset
 from .data import TensorData
-from .devices import resolve_device, synchronize
+from .devices import precision, resolve_device, synchronize
+from .population import Population
 from .training import Trainer
 
 SCHEMA = "pepita-lab-bench/1"
@@ -42,8 +43,12 @@ RULES = {"pepita": ("PEPITA", "pepita"), "bp_autograd": ("BP (autograd)", "bp"),
          "bp": ("BP (by hand)", "bp"), "fa": ("FA", "fa"), "dfa": ("DFA", "dfa"),
          "drtp": ("DRTP", "drtp")}
 EPOCH_RULES = ("pepita", "bp")
-CONV_REASON = ("the cost model counts fully connected nets only, so no FLOP rate; conv step "
-               "times measured by hand are in docs/conv.md")
+# The paper's conv net (preset paper-mnist-conv) at its batch size; BP by hand only (the
+# autograd reference is written for fully connected nets).
+CONV_SHAPE = ("mnist-conv-50", "paper-mnist-conv", 50)
+CONV_RULES = ("pepita", "bp", "fa", "dfa", "drtp")
+# Population sizes K timed for PEPITA on the paper's MNIST net at batch 64.
+POPULATION_SIZES = {"quick": (1, 4), "cpu": (1, 4, 16), "cuda": (1, 16, 64, 256)}
 # The work of a step does not depend on the learning rate, but the values do: at the paper's
 # rates, training random labels on uniform inputs saturates the softmax within an epoch (PEPITA
 # at 0.1) or grows the weights without bound (DRTP), and the loop stops a "diverged" epoch early.
@@ -59,7 +64,8 @@ MEMORY_KIND = {
 }
 
 
-def _settings(quick: bool, device: torch.device, repeats: int | None) -> dict:
+def _settings(quick: bool, device: torch.device, repeats: int | None,
+              precision_name: str = "fp32", compile_mode: str = "off") -> dict:
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int)
                                 or repeats < 1):
         raise ConfigError(f"repeats={repeats!r} is not allowed: expected an integer >= 1")
@@ -74,6 +80,10 @@ def _settings(quick: bool, device: torch.device, repeats: int | None) -> dict:
         "epoch_samples": [1024, 512] if quick else None,  # None: the datasets' real sizes
         "large_square": 1024 if quick else (8192 if cuda else 2048),
         "lr": BENCH_LR,  # see BENCH_LR; the paper's nets, momentum and dropout otherwise
+        "population_sizes": list(POPULATION_SIZES["quick" if quick else
+                                                  ("cuda" if cuda else "cpu")]),
+        "precision": precision_name,  # RunConfig.precision of every step, and of the peak
+        "compile": compile_mode,  # RunConfig.compile of every step
     }
 
 
@@ -164,8 +174,9 @@ def _matmul_shapes(shapes: list[str], large: int) -> list[dict]:
 
 
 def measure_peak(shapes: list[str], device: torch.device, s: dict, log=None) -> dict:
-    """The float32 `torch.mm` rate (2 M N K / time) at each shape of `_matmul_shapes`; the
-    peak is the highest median rate (PEAK_DEFINITION)."""
+    """The float32 `torch.mm` rate (2 M N K / time) at each shape of `_matmul_shapes`, under
+    the settings' precision (TF32 products with "tf32"); the peak is the highest median rate
+    (PEAK_DEFINITION)."""
     entries = []
     for e in _matmul_shapes(shapes, s["large_square"]):
         if log:
@@ -177,8 +188,9 @@ def measure_peak(shapes: list[str], device: torch.device, s: dict, log=None) -> 
                        generator=g, device=device)
         a, b = (a.T if e["lhs_transposed"] else a), (b.T if e["rhs_transposed"] else b)
         c = torch.empty(e["m"], e["n"], device=device)
-        t = time_calls(lambda: torch.mm(a, b, out=c), device, repeats=s["repeats"],
-                       warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
+        with precision(s["precision"], device):
+            t = time_calls(lambda: torch.mm(a, b, out=c), device, repeats=s["repeats"],
+                           warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
         flops = 2 * e["m"] * e["k"] * e["n"]
         entries.append({**e, "flops": flops, "time": t, **_rates(flops, t)})
         del a, b, c
@@ -212,13 +224,12 @@ def _batches(trainer: Trainer):
 def trainer_step(trainer: Trainer) -> Callable[[], None]:
     """One training step as the loop makes it (dropout masks, the rule's factors, the momentum
     update), on the next batch of a fixed cycle."""
-    batches, B, lr = _batches(trainer), trainer.config.batch_size, trainer.config.lr
+    batches, lr = _batches(trainer), trainer.config.lr
 
     @torch.no_grad()
     def step() -> None:
         x, t, _ = next(batches)
-        f = trainer.rule(trainer.net, x, t, trainer.dropout_masks(B))
-        trainer.apply(f, lr)
+        trainer.train_step(x, t, lr)
     return step
 
 
@@ -250,8 +261,9 @@ def _autograd_step(trainer: Trainer) -> Callable[[], None]:
 
     def step() -> None:
         x, _, y = next(batches)
-        bp_autograd_step(weights, velocity, x, y, trainer.dropout_masks(cfg.batch_size),
-                         cfg.lr, cfg.momentum)
+        with precision(cfg.precision, trainer.device):
+            bp_autograd_step(weights, velocity, x, y, trainer.dropout_masks(cfg.batch_size),
+                             cfg.lr, cfg.momentum)
     step.weights = weights  # what it trains, for the finiteness check
     return step
 
@@ -261,9 +273,11 @@ def _finite(weights: list[Tensor]) -> bool:
     return all(bool(torch.isfinite(W).all()) for W in weights)
 
 
-def _config(dataset: str, rule: str, B: int, device: torch.device):
-    return preset(f"paper-{dataset}", rule=rule, batch_size=B, device=device.type,
-                  lr=BENCH_LR)
+def _config(dataset: str, rule: str, B: int, device: torch.device, s: dict | None = None,
+            name: str | None = None):
+    speed = {} if s is None else {"precision": s["precision"], "compile": s["compile"]}
+    return preset(name or f"paper-{dataset}", rule=rule, batch_size=B, device=device.type,
+                  lr=BENCH_LR, **speed)
 
 
 def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
@@ -277,7 +291,7 @@ def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
     for key, (label, rule) in RULES.items():
         if log:
             log(f"{shape}: {label} step")
-        trainer = Trainer(_config(dataset, rule, B, device), data, progress=False)
+        trainer = Trainer(_config(dataset, rule, B, device, s), data, progress=False)
         step = _autograd_step(trainer) if key == "bp_autograd" else trainer_step(trainer)
         _reset_peak_memory(device)
         t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
@@ -313,7 +327,7 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
     for key in EPOCH_RULES:
         if log:
             log(f"{shape}: {RULES[key][0]} epoch of {n_train} + {n_test} samples")
-        trainer = Trainer(_config(dataset, key, B, device), data, progress=False)
+        trainer = Trainer(_config(dataset, key, B, device, s), data, progress=False)
         warm = trainer_step(trainer)  # warm-up at the step's and the evaluation's shapes
         for _ in range(s["warmup_calls"]):
             warm()
@@ -341,6 +355,94 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
             "peak_memory_bytes": memory, "weights_finite": _finite(trainer.net.weights)}
         del trainer, warm
     return out
+
+
+# ---------------------------------------------------------------- conv net and populations
+
+
+def measure_conv(device: torch.device, s: dict, peak_gflops: float, fc_pepita_gflops: float,
+                 log=None) -> dict:
+    """The paper's MNIST conv net (CONV_SHAPE): each rule's step (FLOPs from
+    `conv_step_cost`), the conv layer's own library calls alone (forward `conv2d` and the
+    weight update's `conv2d_weight` at the step's shapes: the rate its convolutions can reach
+    here), and PEPITA's FLOP rate relative to the fully connected PEPITA step's
+    (`fc_pepita_gflops`, MNIST batch 64): 1 means as fast per FLOP."""
+    name, preset_name, B = CONV_SHAPE
+    data = random_data("mnist", B * s["pool_batches"], B, device)
+    rules = {}
+    for rule in CONV_RULES:
+        label = RULES[rule][0] if rule != "bp" else "BP (by hand)"
+        if log:
+            log(f"{name}: {label} step")
+        config = _config("mnist", rule, B, device, s, name=preset_name)
+        trainer = Trainer(config, data, progress=False)
+        t = time_calls(trainer_step(trainer), device, repeats=s["repeats"],
+                       warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
+        cost = conv_step_cost(rule, data.image_shape, config.conv_channels, config.kernel_size,
+                              config.pool, config.hidden, data.n_classes, B)
+        r = _rates(2 * cost.macs, t)
+        rules[rule] = {"label": label, "flops_per_step": 2 * cost.macs, "step": t,
+                       "samples_per_s": B / t["median_s"], **r,
+                       "fraction_of_peak": r["gflops"] / peak_gflops,
+                       "weights_finite": _finite(trainer.net.weights)}
+        del trainer
+    W = torch.randn(32, *data.image_shape[:1], 5, 5, device=device)  # (32, 1, 5, 5)
+    x = data.x_train[:B].view(B, *data.image_shape)
+    h = torch.nn.functional.conv2d(x, W)
+    ops = {}
+    for what, fn in (("conv2d forward", lambda: torch.nn.functional.conv2d(x, W)),
+                     ("conv2d_weight", lambda: torch.nn.grad.conv2d_weight(x, W.shape, h))):
+        with precision(s["precision"], device):
+            t = time_calls(fn, device, repeats=s["repeats"], warmup=s["warmup_calls"],
+                           block_seconds=s["block_seconds"])
+        flops = 2 * h.numel() * W[0].numel()
+        ops[what] = {"flops": flops, "time": t, **_rates(flops, t)}
+    pepita = rules["pepita"]["gflops"]
+    return {"name": name, "available": True, "preset": preset_name, "batch_size": B,
+            "rules": rules, "conv_ops": ops,
+            "pepita_over_bp_time": (rules["pepita"]["step"]["median_s"]
+                                    / rules["bp"]["step"]["median_s"]),
+            "pepita_over_bp_flops": rules["pepita"]["flops_per_step"] / rules["bp"][
+                "flops_per_step"],
+            "gflops_relative_to_fc_pepita": pepita / fc_pepita_gflops}
+
+
+def measure_population(device: torch.device, s: dict, peak_gflops: float, log=None) -> dict:
+    """PEPITA populations of K paper-MNIST nets (batch 64, F scales spread over 0.01..0.1,
+    one data order): seconds per population step, member-samples per second, the speed-up of
+    throughput over K = 1, and the FLOP rate (K times the single net's count)."""
+    B = 64
+    data = random_data("mnist", B * s["pool_batches"], B, device)
+    cost = step_cost("pepita", [data.n_features, HIDDEN, data.n_classes], B)
+    out = []
+    for K in s["population_sizes"]:
+        if log:
+            log(f"population: K = {K}")
+        scales = torch.logspace(-2, -1, K).tolist() if K > 1 else [0.05]
+        configs = [_config("mnist", "pepita", B, device, s).replace(f_scale=f) for f in scales]
+        pop = Population(configs, data, progress=False)
+        batches = itertools.cycle([(data.x_train[i:i + B], pop.eye[data.y_train[i:i + B]])
+                                   for i in range(0, data.x_train.shape[0] // B * B, B)])
+        lr_col = torch.full((K, 1, 1), BENCH_LR, device=device)
+
+        @torch.no_grad()
+        def step() -> None:
+            pop.train_step(*next(batches), lr_col)
+
+        t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
+                       block_seconds=s["block_seconds"])
+        flops = K * 2 * cost.macs
+        out.append({"K": K, "step": t, "member_samples_per_s": K * B / t["median_s"],
+                    "flops_per_step": flops, **_rates(flops, t),
+                    "fraction_of_peak": flops / t["median_s"] / 1e9 / peak_gflops,
+                    "weights_finite": _finite(pop.net.weights)})
+        del pop
+    one = out[0]["member_samples_per_s"] if out and out[0]["K"] == 1 else None
+    for entry in out:
+        entry["throughput_over_K1"] = None if one is None else entry[
+            "member_samples_per_s"] / one
+    return {"net": f"{_INPUT_SIZE['mnist']}-{HIDDEN}-10", "batch_size": B, "rule": "pepita",
+            "sizes": out}
 
 
 # ---------------------------------------------------------------- the whole benchmark
@@ -374,13 +476,19 @@ def _environment(device: torch.device) -> dict:
 
 
 def run_bench(quick: bool = False, device: str = "auto", repeats: int | None = None, *,
+              precision: str = "fp32", compile: str = "off",
               log: Callable[[str], None] | None = None) -> dict:
     """Run every measurement (see the module docstring) and return JSON-able results:
     environment, settings, peak (the matrix products), shapes (per shape: rules, ratios,
-    epoch; and a "conv" entry marked unavailable) and memory. `quick`: MNIST at batch 64
-    only, few repeats, small epochs. `log`, if given, gets one line per measurement."""
+    epoch), conv (`measure_conv`), population (`measure_population`) and memory. `quick`:
+    MNIST at batch 64 only, few repeats, small epochs, K = 1 and 4. `precision` and `compile`
+    are RunConfig's speed settings, used by every step. `log`, if given, gets one line per
+    measurement."""
     dev = resolve_device(device)
-    s = _settings(quick, dev, repeats)
+    if precision not in PRECISIONS or compile not in COMPILE_MODES:
+        raise ConfigError(f"precision={precision!r} / compile={compile!r}: expected one of "
+                          f"{', '.join(PRECISIONS)} / {', '.join(COMPILE_MODES)}")
+    s = _settings(quick, dev, repeats, precision, compile)
     results = {"schema": SCHEMA, "environment": _environment(dev), "settings": s}
     results["peak"] = peak = measure_peak(s["shapes"], dev, s, log)
     shapes = []
@@ -388,8 +496,10 @@ def run_bench(quick: bool = False, device: str = "auto", repeats: int | None = N
         entry = measure_steps(name, dev, s, peak["gflops"], log)
         entry["epoch"] = measure_epochs(name, dev, s, entry, log)
         shapes.append(entry)
-    shapes.append({"name": "conv", "available": False, "reason": CONV_REASON})
     results["shapes"] = shapes
+    fc_pepita = shapes[0]["rules"]["pepita"]["gflops"]  # MNIST, batch 64
+    results["conv"] = measure_conv(dev, s, peak["gflops"], fc_pepita, log)
+    results["population"] = measure_population(dev, s, peak["gflops"], log)
     results["memory"] = {"kind": MEMORY_KIND[dev.type],
                          "process_peak_bytes": peak_memory_bytes(dev)}
     if hasattr(os, "getloadavg"):
@@ -408,7 +518,8 @@ def format_report(results: dict) -> str:
     """The results as a readable plain-text table."""
     env, s, peak = results["environment"], results["settings"], results["peak"]
     lines = [f"pepita-lab bench on {env['device']} ({env['device_name']}), torch {env['torch']}, "
-             f"{env['threads']} threads, {env['date']}" + (" [quick]" if s["quick"] else ""),
+             f"{env['threads']} threads, {env['date']}" + (" [quick]" if s["quick"] else "")
+             + f"; precision {s['precision']}, compile {s['compile']}",
              f"times: median over {s['repeats']} timed blocks, warm-up excluded; spread: "
              "interquartile range (IQR)"]
     if "load_average_start" in env:
@@ -433,6 +544,7 @@ def format_report(results: dict) -> str:
             lines.append(f"{shape['name']}: not available ({shape['reason']})")
             continue
         lines += _shape_report(shape)
+    lines += ["", *_conv_report(results["conv"]), "", *_population_report(results["population"])]
     lines += ["", f"peak memory: {_mib(results['memory']['process_peak_bytes'])} MiB; "
                   f"mem MiB columns: {results['memory']['kind']}"]
     return "\n".join(lines)
@@ -471,6 +583,42 @@ def _shape_report(shape: dict) -> list[str]:
     return lines
 
 
+def _conv_report(conv: dict) -> list[str]:
+    lines = [f"{conv['name']}: the paper's conv net ({conv['preset']}), batch "
+             f"{conv['batch_size']}; FLOPs from analysis.conv_step_cost",
+             f"  {'rule':<14} {'step ms':>9} {'IQR ms':>8} {'samples/s':>10} {'MFLOP/step':>11} "
+             f"{'GFLOP/s':>8} {'% peak':>7}"]
+    for r in conv["rules"].values():
+        t = r["step"]
+        lines.append(f"  {r['label']:<14} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
+                     f"{r['samples_per_s']:>10.0f} {r['flops_per_step'] / 1e6:>11.1f} "
+                     f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f}"
+                     + ("" if r["weights_finite"] else "  weights not finite"))
+    for what, op in conv["conv_ops"].items():
+        lines.append(f"  {what} alone: {1e3 * op['time']['median_s']:.3f} ms, "
+                     f"{op['gflops']:.1f} GFLOP/s")
+    lines += [f"  PEPITA / BP: time {conv['pepita_over_bp_time']:.2f}x, FLOPs "
+              f"{conv['pepita_over_bp_flops']:.2f}x",
+              f"  conv PEPITA GFLOP/s / FC PEPITA GFLOP/s (MNIST, batch 64): "
+              f"{conv['gflops_relative_to_fc_pepita']:.2f}"]
+    return lines
+
+
+def _population_report(pop: dict) -> list[str]:
+    lines = [f"population: K PEPITA nets {pop['net']} at batch {pop['batch_size']} trained "
+             "together (one (K, out, in) tensor per layer)",
+             f"  {'K':>5} {'step ms':>9} {'IQR ms':>8} {'member-samples/s':>17} "
+             f"{'x K=1':>7} {'GFLOP/s':>8} {'% peak':>7}"]
+    for e in pop["sizes"]:
+        t = e["step"]
+        gain = "" if e["throughput_over_K1"] is None else f"{e['throughput_over_K1']:.2f}"
+        lines.append(f"  {e['K']:>5} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
+                     f"{e['member_samples_per_s']:>17.0f} {gain:>7} {e['gflops']:>8.1f} "
+                     f"{100 * e['fraction_of_peak']:>7.1f}"
+                     + ("" if e["weights_finite"] else "  weights not finite"))
+    return lines
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -490,6 +638,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="default auto: CUDA when present")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
                    help="timed blocks per measurement (default 7; quick 3)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="products' precision of every step and of the peak (default fp32; "
+                        "tf32 for the dense TF32 peak of a GPU)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile every step (default off; reduce-overhead: CUDA graphs)")
     return p
 
 
@@ -504,7 +657,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     JSON to `args.json`. Returns the exit status (2 on a refused setting)."""
     log = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        results = run_bench(args.quick, args.device, args.repeats, log=log)
+        results = run_bench(args.quick, args.device, args.repeats, precision=args.precision,
+                            compile=args.compile, log=log)
     except ConfigError as err:
         print(f"pepita-lab bench: error: {err}", file=sys.stderr)
         return 2
@@ -518,13 +672,15 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`pepita-lab bench [--quick] [--json PATH] [--device auto|cpu|cuda] [--repeats N]`
+    """`pepita-lab bench [--quick] [--json PATH] [--device auto|cpu|cuda] [--repeats N]
+    [--precision fp32|tf32|bf16] [--compile MODE]`
     (`argv` without the program name; None: sys.argv[1:]). Returns the exit status."""
     return run_from_args(build_parser().parse_args(argv))
 
 
 __all__ = ["run_bench", "format_report", "main", "add_arguments", "build_parser",
            "run_from_args", "time_calls", "measure_peak", "measure_steps", "measure_epochs",
+           "measure_conv", "measure_population",
            "bp_autograd_step", "trainer_step", "random_data", "peak_memory_bytes", "SHAPES",
            "RULES"]
 

@@ -16,7 +16,8 @@ TRAIN_FLAGS = {
     "keep_prob": "keep_prob", "momentum": "momentum", "lr_milestones": "lr_milestones",
     "bias": "bias", "feedback_scale": "feedback_scale", "download": "download",
     "model": "model", "conv_channels": "conv_channels", "kernel_size": "kernel_size",
-    "pool": "pool", "conv_update": "conv_update",
+    "pool": "pool", "conv_update": "conv_update", "precision": "precision",
+    "compile": "compile",
 }
 
 
@@ -53,6 +54,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, nargs="+", metavar="SEED",
                    help="(default 0); several values train a population")
     p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--precision", help="fp32 (default), tf32 or bf16: the products' precision "
+                                       "(anything but fp32 changes results; docs/performance.md)")
+    p.add_argument("--compile", help="off (default), default, reduce-overhead (CUDA graphs on a "
+                                     "GPU) or max-autotune: torch.compile the rule's step")
     p.add_argument("--data-dir", help="dataset folder (default $PEPITA_LAB_DATA, else ./data)")
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
                    help="never try to download missing datasets")

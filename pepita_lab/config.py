@@ -18,6 +18,11 @@ OUTPUT_ERRORS = ("modulated", "clean")
 F_DISTRIBUTIONS = ("uniform", "gaussian")
 MODELS = ("fc", "conv")
 CONV_UPDATES = ("rule", "icml-code")
+PRECISIONS = ("fp32", "tf32", "bf16")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+# Speed settings: left out of a run's identity at their defaults, so run ids made before they
+# existed stay the same.
+SPEED_DEFAULTS = {"precision": "fp32", "compile": "off"}
 CONV_FIELDS = ("conv_channels", "kernel_size", "pool", "conv_update")  # used by model "conv" only
 
 
@@ -59,6 +64,13 @@ class RunConfig:
     # run
     seed: int = 0
     device: str = "auto"
+    # products' precision: "fp32" (full, also cuDNN convolutions), "tf32" (TF32 products and
+    # convolutions on CUDA), "bf16" (forward passes and updates' products under bf16 autocast,
+    # weights and momentum in fp32); anything but fp32 changes results (docs/performance.md)
+    precision: str = "fp32"
+    # torch.compile of the rule's step: "off", or a torch.compile mode ("reduce-overhead" uses
+    # CUDA graphs on a GPU)
+    compile: str = "off"
     data_dir: str | None = None
     subset: int | None = None  # use only the first `subset` training samples
     download: bool = True
@@ -82,6 +94,7 @@ class RunConfig:
         skip = ("device", "data_dir", "download", "eval_batch_size")
         if self.model == "fc":
             skip += ("model",) + CONV_FIELDS
+        skip += tuple(k for k, v in SPEED_DEFAULTS.items() if getattr(self, k) == v)
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     @property
@@ -209,6 +222,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     cfg.feedback_scale = _float("feedback_scale", cfg.feedback_scale, low=0.0)
     cfg.seed = _int("seed", cfg.seed, low=0)
     cfg.device = _choice("device", cfg.device, DEVICES)
+    cfg.precision = _choice("precision", cfg.precision, PRECISIONS)
+    cfg.compile = _choice("compile", cfg.compile, COMPILE_MODES)
     if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
         cfg.data_dir = str(cfg.data_dir)
     cfg.subset = _int("subset", cfg.subset, low=1, allow_none=True)
@@ -223,4 +238,4 @@ def field_names() -> list[str]:
 
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "RULES", "DATASETS",
-           "MODELS", "CONV_UPDATES", "field_names"]
+           "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES", "field_names"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+from contextlib import contextmanager, nullcontext
+from typing import Callable
 
 import torch
 
@@ -46,3 +48,46 @@ def keep_freed_memory() -> None:
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
     except (OSError, AttributeError):
         pass
+
+
+# ---------------------------------------------------------------- speed settings
+
+@contextmanager
+def precision(name: str, device: torch.device):
+    """Run the block's products at `name` precision (RunConfig.precision), then restore the
+    backends' flags: "fp32" full float32 products and cuDNN convolutions (PyTorch's own default
+    lets cuDNN convolutions use TF32); "tf32" TF32 products and convolutions on CUDA (no effect
+    on CPUs without TF32); "bf16" also bf16 autocast on `device` (forward products in bf16)."""
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    saved = [f.fp32_precision for f in flags]
+    for f in flags:
+        f.fp32_precision = "tf32" if name == "tf32" else "ieee"
+    try:
+        with (torch.autocast(device.type, dtype=torch.bfloat16) if name == "bf16"
+              else nullcontext()):
+            yield
+    finally:
+        for f, old in zip(flags, saved):
+            f.fp32_precision = old
+
+
+def fast_step(fn: Callable, precision_name: str, compile_mode: str,
+              device: torch.device) -> Callable:
+    """`fn` (a rule's factor function) under `precision`, compiled with `torch.compile` unless
+    `compile_mode` is "off" ("reduce-overhead" replays CUDA graphs on a GPU); its factors come
+    back in float32, so the momentum update and the traces stay in float32 whatever the
+    precision. Compiling takes tens of seconds at the first step and at each new batch size.
+    With CUDA graphs the factors live in the graph's memory: use them before the next step."""
+    run = fn if compile_mode == "off" else torch.compile(fn, mode=compile_mode, dynamic=False)
+    graphs = compile_mode == "reduce-overhead" and device.type == "cuda"
+
+    def step(*args, **kwargs):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are consumed
+        with precision(precision_name, device):
+            f = run(*args, **kwargs)
+        if precision_name == "bf16":
+            f = type(f)(deltas=[d.float() for d in f.deltas],
+                        inputs=[a.float() for a in f.inputs], probs=f.probs.float())
+        return f
+    return step

@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, validate
 from .data import TensorData, load_data
-from .devices import resolve_device, synchronize
+from .devices import fast_step, precision, resolve_device, synchronize
 from .nets import Net, init_net
-from .rules import FEEDBACK_KIND, bp_factors, make_rule, pepita_factors
+from .rules import FEEDBACK_KIND, FirstLayerFeedback, bp_factors, make_rule, pepita_factors
 from .rules.backprop import chain_factors
 from .rules.feedback_alignment import direct_factors
-from .training import History, divergence_reason, lr_at
+from .training import CHECK_EVERY, History, divergence_reason, draw_dropout_mask, lr_at
 
 # Fields that may differ between members; all others must be equal.
 MEMBER_FIELDS = ("seed", "f_scale", "lr", "sign", "feedback_scale", "f_distribution")
@@ -111,7 +111,8 @@ class Population:
             raise ConfigError("configs is empty: expected at least one run")
         shared = shared_settings(configs[0])
         for c in configs[1:]:
-            diff = sorted(k for k, v in shared_settings(c).items() if shared[k] != v)
+            own = shared_settings(c)
+            diff = sorted(k for k in set(own) | set(shared) if own.get(k) != shared.get(k))
             if diff:
                 raise ConfigError(f"population members differ in {diff}: only "
                                   f"{', '.join(MEMBER_FIELDS)} may differ")
@@ -129,12 +130,17 @@ class Population:
         self.net = _stack([init_net(c, data.n_features, data.n_classes, "cpu")
                            for c in configs]).to(self.device)
         self.velocity = [torch.zeros_like(p) for p in self.net.weights + (self.net.biases or [])]
+        self.first_feedback = (FirstLayerFeedback(self.net.weights[0], self.velocity[0],
+                                                  self.net.F)
+                               if base.rule == "pepita" and FirstLayerFeedback.applies(
+                                   self.net.weights, data.n_classes) else None)
         self.eye = torch.eye(data.n_classes, device=self.device)
         K = len(configs)
         col = lambda vals: torch.tensor(vals, device=self.device).view(K, 1, 1)  # noqa: E731
         self.sign = col([c.sign for c in configs])
         self.lr = [c.lr for c in configs]
         self.shared_order = len({c.seed for c in configs}) == 1
+        self._fast_factors = fast_step(self.factors, base.precision, base.compile, self.device)
         self.epoch = self.step = 0
 
     @property
@@ -146,7 +152,9 @@ class Population:
         if cfg.rule == "pepita":
             return pepita_factors(net.weights, x, t, net.F, sign=self.sign,
                                   output_error=cfg.output_error, masks=masks,
-                                  biases=net.biases, fused_first_layer="auto")
+                                  biases=net.biases, fused_first_layer="auto",
+                                  first_feedback=(None if self.first_feedback is None
+                                                  else self.first_feedback.wf))
         if cfg.rule == "bp":
             return bp_factors(net.weights, x, t, masks, net.biases)
         if FEEDBACK_KIND[cfg.rule] == "chain":
@@ -171,9 +179,18 @@ class Population:
         for n in self.base.hidden:
             m = torch.empty(self.K, B, n, device=self.device)
             for k, member in enumerate(self.members):  # each member's own dropout stream
-                m[k].bernoulli_(keep, generator=member.mask_gen)
-            out.append(m.div_(keep))
+                draw_dropout_mask(m[k], keep, member.mask_gen)
+            out.append(m)
         return out
+
+    def train_step(self, x, target, lr_col):
+        """One step of every member on a batch (x (B, d) shared or (K, B, d), one-hot target
+        (B, C) or (K, B, C), learning rates (K, 1, 1)): dropout masks, factors, momentum
+        update. Returns the factors."""
+        B = target.shape[-2]
+        f = self._fast_factors(x, target, self.masks(B))
+        self.apply(f, lr_col / B)
+        return f
 
     def apply(self, f, lr_scale) -> None:
         """Per member `v = momentum v + lr dW; W -= v`: lr / B folded into the deltas. A
@@ -192,8 +209,11 @@ class Population:
             a = a.expand(self.K, *a.shape[-2:]) if a.dim() == 2 else a
             if frozen is not None:
                 a = torch.where(frozen, 0.0, a)
-            self.velocity[l].baddbmm_(scaled(f.deltas[l]).mT, a, beta=m)
+            delta = scaled(f.deltas[l])
+            self.velocity[l].baddbmm_(delta.mT, a, beta=m)
             W.sub_(self.velocity[l])
+            if l == 0 and self.first_feedback is not None:
+                self.first_feedback.advance(delta, a, m)
         for l, b in enumerate(self.net.biases or []):
             v = self.velocity[n_w + l]
             v.mul_(m).add_(scaled(f.deltas[l]).sum(-2, keepdim=True))
@@ -206,22 +226,28 @@ class Population:
         lrs = [lr_at(m.config, self.epoch) for m in self.members]
         lr_col = torch.tensor(lrs, device=self.device).view(self.K, 1, 1)
         perms = [torch.randperm(N, generator=m.order_gen).to(self.device) for m in self.members]
+        if self.first_feedback is not None:  # exact again: no rounding builds up over epochs
+            self.first_feedback.refresh(self.net.weights[0], self.velocity[0], self.net.F)
         loss_sum = torch.zeros(self.K, device=self.device)
         correct = torch.zeros(self.K, device=self.device, dtype=torch.long)
+        mean_losses = torch.empty(-(-N // B), self.K, device=self.device)  # (steps, K)
+        checked, every = 0, CHECK_EVERY.get(self.device.type, 1)
         start = time.perf_counter()
-        for i in range(0, N, B):
+        for s, i in enumerate(range(0, N, B)):
             if should_stop is not None and should_stop():
                 return "stopped"
             x, y = self.batch(perms, i)
             nb = y.shape[-1]
-            f = self.factors(x, self.eye[y], self.masks(nb))
-            self.apply(f, lr_col / nb)
+            f = self.train_step(x, self.eye[y], lr_col)
             yk = y.expand(self.K, nb) if y.dim() == 1 else y  # (K, B)
             batch_loss = -f.probs.gather(-1, yk[..., None]).clamp_min(1e-30).log().sum((1, 2))
             loss_sum += batch_loss
             correct += (f.probs.argmax(-1) == yk).sum(-1)
+            mean_losses[s] = batch_loss / nb
             self.step += 1
-            self._check_divergence(batch_loss / nb)
+            if s + 1 - checked >= every or i + B >= N:  # a sync
+                self._check_divergence(mean_losses[checked:s + 1], self.step - s + checked)
+                checked = s + 1
             for member in self.members:
                 if member.alive:
                     member.emit("on_step_end", None)
@@ -240,15 +266,19 @@ class Population:
                                       epoch_time=elapsed / self.K)
         return "ok"
 
-    def _check_divergence(self, mean_loss) -> None:
-        values = mean_loss.tolist()  # one sync a step for the whole population
-        for member, v in zip(self.members, values):
-            reason = divergence_reason(v) if member.alive else None
-            if reason is not None:
-                member.divergence = {"epoch": self.epoch + 1, "step": self.step,
-                                     "reason": reason}
+    def _check_divergence(self, mean_losses, first_step: int) -> None:
+        """Mark members whose mean batch loss diverged at one of the steps `first_step`,
+        `first_step + 1`, ... (rows of `mean_losses`, (steps, K)), and freeze them."""
+        for step, values in enumerate(mean_losses.tolist(), start=first_step):
+            for member, v in zip(self.members, values):
+                reason = divergence_reason(v) if member.alive else None
+                if reason is None:
+                    continue
+                member.divergence = {"epoch": self.epoch + 1, "step": step, "reason": reason}
                 for vel in self.velocity:
                     vel[member.k].zero_()
+                if self.first_feedback is not None:
+                    self.first_feedback.vf[member.k].zero_()
 
     @torch.no_grad()
     def evaluate(self, x, y) -> tuple[list[float], list[float]]:
@@ -259,9 +289,11 @@ class Population:
         L = len(self.net.weights)
         for i in range(0, x.shape[0], chunk):
             h, yb = x[i:i + chunk], y[i:i + chunk]
-            for l, W in enumerate(self.net.weights):
-                h = h @ W.mT if self.net.biases is None else h @ W.mT + self.net.biases[l]
-                h = torch.relu(h) if l < L - 1 else h
+            with precision(self.base.precision, self.device):
+                for l, W in enumerate(self.net.weights):
+                    h = h @ W.mT if self.net.biases is None else h @ W.mT + self.net.biases[l]
+                    h = torch.relu(h) if l < L - 1 else h
+            h = h.float()
             logp = torch.log_softmax(h, -1)  # (K, b, C)
             yk = yb.expand(self.K, -1)
             loss -= logp.gather(-1, yk[..., None]).sum((1, 2))

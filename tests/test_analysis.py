@@ -11,7 +11,7 @@ import xarray as xr
 
 from pepita_lab import analysis
 from pepita_lab.analysis import (cost_table, fit_slowness, format_table, measure_step_time,
-                                 slowness, step_cost, summary_table)
+                                 slowness, step_cost, summary_table, conv_step_cost)
 from pepita_lab.config import RunConfig
 
 
@@ -136,9 +136,33 @@ def test_mac_counts_by_hand():
     unfused = step_cost("pepita", SIZES, B, fused_first_layer=False).macs
     assert unfused == 64 * 10 * 784 + 3 * 52_035_584 == 156_608_512
     # fused: the modulated first layer is F^T W_1^T (10 x 784 x 1024) + e times it (64 x 10 x 1024)
-    fused = step_cost("pepita", SIZES, B).macs
+    fused = step_cost("pepita", SIZES, B, fused_first_layer="auto").macs
     assert fused == 156_608_512 - 64 * 784 * 1024 + 10 * 784 * 1024 + 64 * 10 * 1024
     assert fused == 113_911_808 < unfused
+    # tracked (training): e (W_1 F)^T (64 x 10 x 1024), then x_err F (64 x 784 x 10) and
+    # delta^T (x_err F) (1024 x 64 x 10) to keep W_1 F current
+    tracked = step_cost("pepita", SIZES, B).macs
+    assert tracked == 156_608_512 - 64 * 784 * 1024 + 2 * 64 * 10 * 1024 + 64 * 784 * 10
+    assert tracked == 107_040_768 < fused
+    # many classes next to the widths: tracking would cost more, so the loop does not track
+    assert (step_cost("pepita", [20, 16, 10], B).macs
+            == step_cost("pepita", [20, 16, 10], B, fused_first_layer=False).macs)
+
+
+def test_conv_mac_counts_by_hand():
+    # the paper's MNIST conv net at batch 50: conv 32 x 24 x 24 x 1 x 25, then 32 x 12 x 12 -> 10
+    conv, fc = 32 * 24 * 24 * 25, 32 * 12 * 12 * 10
+    args = ((1, 28, 28), (32,), 5, 2, (), 10, 50)
+    assert conv_step_cost("pepita", *args).macs == 50 * (784 * 10 + 3 * (conv + fc))
+    assert conv_step_cost("bp", *args).macs == 50 * (2 * (conv + fc) + fc) == 52_992_000
+    assert conv_step_cost("drtp", *args).macs == 50 * (2 * (conv + fc) + 10 * 32 * 24 * 24)
+
+
+@pytest.mark.parametrize("rule", ["pepita", "bp", "fa", "dfa", "drtp"])
+def test_conv_cost_of_1x1_kernels_on_1x1_images_is_the_fc_cost(rule):
+    conv = conv_step_cost(rule, (7, 1, 1), (5, 4), 1, 1, (6,), 3, 8)
+    fc = step_cost(rule, [7, 5, 4, 6, 3], 8, fused_first_layer=False)
+    assert conv.macs == fc.macs
 
 
 def test_mac_counts_two_hidden_layers():

@@ -100,9 +100,43 @@ def test_epochs_and_memory(results):
     assert "process" in results["memory"]["kind"]
 
 
-def test_conv_is_marked_unavailable(results):
-    conv = results["shapes"][-1]
-    assert conv == {"name": "conv", "available": False, "reason": bench.CONV_REASON}
+def test_conv_net_is_timed_with_its_flop_count(results):
+    from pepita_lab.analysis import conv_step_cost
+    conv = results["conv"]
+    assert conv["available"] and conv["batch_size"] == 50
+    assert list(conv["rules"]) == list(bench.CONV_RULES)
+    for rule, r in conv["rules"].items():
+        check_stats(r["step"], results["settings"]["repeats"])
+        assert r["flops_per_step"] == 2 * conv_step_cost(rule, (1, 28, 28), (32,), 5, 2, (), 10,
+                                                         50).macs
+        assert r["gflops"] == pytest.approx(r["flops_per_step"] / r["step"]["median_s"] / 1e9)
+        assert r["weights_finite"]
+    for op in conv["conv_ops"].values():
+        assert op["flops"] == 2 * 50 * 32 * 24 * 24 * 25
+    fc = results["shapes"][0]["rules"]["pepita"]["gflops"]
+    assert conv["gflops_relative_to_fc_pepita"] == pytest.approx(
+        conv["rules"]["pepita"]["gflops"] / fc)
+
+
+def test_population_throughput(results):
+    pop = results["population"]
+    assert [e["K"] for e in pop["sizes"]] == [1, 4]
+    one = pop["sizes"][0]
+    for e in pop["sizes"]:
+        check_stats(e["step"], results["settings"]["repeats"])
+        assert e["flops_per_step"] == e["K"] * 2 * step_cost("pepita", [784, 1024, 10], 64).macs
+        assert e["member_samples_per_s"] == pytest.approx(e["K"] * 64 / e["step"]["median_s"])
+        assert e["throughput_over_K1"] == pytest.approx(
+            e["member_samples_per_s"] / one["member_samples_per_s"])
+        assert e["weights_finite"]
+
+
+def test_speed_settings_reach_every_step():
+    s = bench._settings(True, torch.device("cpu"), None, "bf16", "off")
+    config = bench._config("mnist", "pepita", 64, torch.device("cpu"), s)
+    assert config.precision == "bf16" and config.compile == "off"
+    with pytest.raises(ConfigError, match="precision"):
+        bench.run_bench(quick=True, device="cpu", precision="fp8")
 
 
 def test_report_names_every_rule(results):
@@ -110,7 +144,7 @@ def test_report_names_every_rule(results):
     for label, _ in bench.RULES.values():
         assert label in report
     assert "PEPITA / BP (autograd)" in report and "PEPITA / BP (by hand)" in report
-    assert "conv: not available (the cost model counts fully connected nets only" in report
+    assert "mnist-conv-50: the paper's conv net" in report and "population: K PEPITA" in report
     assert "peak" in report and "whole epoch" in report
 
 

@@ -28,3 +28,33 @@ def test_auto_picks_cuda():
     t = Trainer(RunConfig(dataset="synthetic", hidden=(8,), epochs=1, device="auto"),
                 progress=False)
     assert t.device.type == "cuda"
+
+
+SMALL = dict(dataset="synthetic", hidden=(64,), epochs=1, batch_size=32, lr=0.05, keep_prob=1.0)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_steps_and_cuda_graphs_match_eager(mode):
+    eager = Trainer(RunConfig(device="cuda", **SMALL), progress=False)
+    compiled = Trainer(RunConfig(device="cuda", compile=mode, **SMALL), progress=False)
+    eager.run()
+    compiled.run()
+    for a, b in zip(compiled.net.weights, eager.net.weights):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_tf32_is_close_to_fp32_and_fp32_is_exact_ieee():
+    fp32 = Trainer(RunConfig(device="cuda", **SMALL), progress=False)
+    tf32 = Trainer(RunConfig(device="cuda", precision="tf32", **SMALL), progress=False)
+    fp32.run()
+    tf32.run()
+    for a, b in zip(tf32.net.weights, fp32.net.weights):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-3)
+
+
+def test_lazy_divergence_check_on_cuda_reports_the_cpu_step():
+    cfg = dict(SMALL, f_scale=100.0, lr=1.0, epochs=2)
+    gpu = Trainer(RunConfig(device="cuda", **cfg), progress=False)
+    cpu = Trainer(RunConfig(device="cpu", **cfg), progress=False)
+    assert gpu.run() == cpu.run() == "diverged"
+    assert gpu.divergence["step"] == cpu.divergence["step"]

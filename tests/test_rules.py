@@ -4,8 +4,8 @@ from the equations in docs/pepita.md, and BP against autograd."""
 import pytest
 import torch
 
-from pepita_lab.rules import (bp_updates, dfa_updates, drtp_updates, fa_updates,
-                              pepita_factors, pepita_updates, updates_from_factors)
+from pepita_lab.rules import (FirstLayerFeedback, bp_updates, dfa_updates, drtp_updates,
+                              fa_updates, pepita_factors, pepita_updates, updates_from_factors)
 
 D = torch.float64  # oracles compare to 1e-10, not to float32 noise
 SIZES = [7, 6, 5, 4]  # d, two hidden layers, C
@@ -111,6 +111,43 @@ def test_fused_first_layer_equals_plain(sign):
     fused = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
                            fused_first_layer=True)
     assert_all_close(updates_from_factors(fused), updates_from_factors(plain))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_given_first_layer_feedback_equals_plain(sign):
+    weights, x, target, F, masks = make_problem(seed=4)
+    plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
+    given = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
+                           first_feedback=weights[0] @ F)
+    assert_all_close(updates_from_factors(given), updates_from_factors(plain))
+
+
+@pytest.mark.parametrize("K", [None, 3])
+def test_tracked_first_layer_feedback_follows_the_momentum_update(K):
+    """`W_1 F` and `v_1 F` advanced step by step equal the products recomputed from W_1 and
+    v_1 after the same momentum updates (one net, or a population of K)."""
+    g = torch.Generator().manual_seed(5)
+    lead = () if K is None else (K,)
+    W = torch.randn(*lead, 6, 7, generator=g, dtype=D)
+    v = torch.randn(*lead, 6, 7, generator=g, dtype=D)
+    F = torch.randn(*lead, 7, 4, generator=g, dtype=D)
+    track = FirstLayerFeedback(W, v, F)
+    for _ in range(5):
+        delta = torch.randn(*lead, 3, 6, generator=g, dtype=D)  # (..., B, n_1)
+        a = torch.randn(*lead, 3, 7, generator=g, dtype=D)  # (..., B, d)
+        v.mul_(0.9).add_(delta.mT @ a, alpha=0.05)
+        W.sub_(v)
+        track.advance(delta, a, 0.9, 0.05)
+    torch.testing.assert_close(track.wf, W @ F, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(track.vf, v @ F, rtol=1e-12, atol=1e-12)
+    track.refresh(W, v, F)
+    assert torch.equal(track.wf, W @ F) and torch.equal(track.vf, v @ F)
+
+
+def test_first_layer_feedback_is_tracked_only_where_it_saves_work():
+    assert FirstLayerFeedback.applies([torch.empty(1024, 784)], 10)
+    assert not FirstLayerFeedback.applies([torch.empty(16, 20)], 10)
+    assert not FirstLayerFeedback.applies([torch.empty(32, 1, 5, 5)], 10)  # conv
 
 
 def test_pepita_builds_no_graph_and_leaves_F_alone():

@@ -49,6 +49,33 @@ def test_fused_momentum_step_equals_pure_rule(rule):
         assert not torch.allclose(W_loop, W_0)  # the comparison is not between still weights
 
 
+def test_train_step_equals_pure_rule_over_an_epoch():
+    """The loop's own step (PEPITA with W_1 F tracked, dropout) equals the pure rule with the
+    same masks, step after step through an epoch (tracking refreshed only at its start)."""
+    cfg = RunConfig(rule="pepita", dataset="synthetic", hidden=(64,), batch_size=16, lr=0.05,
+                    keep_prob=0.9, device="cpu", subset=256)
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.first_feedback is not None  # C (d + 2 n_1) < d n_1 for this net
+    data, net = trainer.data, trainer.net
+    weights = [W.clone() for W in net.weights]
+    velocity = [torch.zeros_like(W) for W in weights]
+    draw = trainer.dropout_masks
+    for step in range(16):
+        rows = slice(step * 16, (step + 1) * 16)
+        x, target = data.x_train[rows], trainer.eye[data.y_train[rows]]
+        masks = [m.clone() for m in draw(16)]
+        trainer.dropout_masks = lambda B, masks=masks: masks
+        dW = pure_updates(cfg, weights, net, x, target, masks)
+        for W, v, d in zip(weights, velocity, dW):
+            v.mul_(0.9).add_(d, alpha=cfg.lr)
+            W.sub_(v)
+        trainer.train_step(x, target, cfg.lr)
+    for W_loop, W_pure in zip(net.weights, weights):
+        torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trainer.first_feedback.wf, net.weights[0] @ net.F,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_lr_decays_after_milestones():
     cfg = RunConfig(lr=0.1, lr_milestones=(2, 4))
     assert [round(lr_at(cfg, e), 6) for e in range(6)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
