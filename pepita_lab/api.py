@@ -169,13 +169,13 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
 
 
 def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
-               traces: bool = True, **axes) -> xr.Dataset:
+               traces: bool = True, data: TensorData | None = None, **axes) -> xr.Dataset:
     """Train every combination of the values in `axes` (config field -> list of values, e.g.
     `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`; return their
     histories concatenated along `run`, in grid order. Points that share an architecture (they
     differ only in seed, F scale, lr, sign, feedback scale) train together as one population;
-    the dataset is loaded once. With `out`, each run gets a folder there. A diverged point
-    keeps its place, with `status` "diverged" along `run`."""
+    the dataset is loaded once (or `data` is used for every point). With `out`, each run gets a
+    folder there. A diverged point keeps its place, with `status` "diverged" along `run`."""
     import itertools
 
     from tqdm.auto import tqdm
@@ -193,7 +193,9 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
                         disable=not progress or len(groups) == 1):
         first = configs[members[0]]
         key = (first.dataset, first.subset, first.data_dir)
-        if key not in loaded:
+        if data is not None:
+            loaded[key] = data
+        elif key not in loaded:
             loaded[key] = load_data(first.dataset, data_dir=first.data_dir, subset=first.subset,
                                     download=first.download,
                                     device=resolve_device(first.device))

@@ -33,7 +33,7 @@ from .devices import precision, resolve_device, synchronize
 from .population import Population
 from .training import Trainer
 
-SCHEMA = "pepita-lab-bench/1"
+SCHEMA = "pepita-lab-bench/2"
 # name -> (dataset, batch size); every net is the paper's d-1024-C.
 SHAPES = {"mnist-64": ("mnist", 64), "mnist-512": ("mnist", 512), "cifar10-64": ("cifar10", 64)}
 QUICK_SHAPES = ("mnist-64",)

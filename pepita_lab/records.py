@@ -7,6 +7,7 @@ hyperparameters are coordinates along a `run` dimension of length 1, so runs con
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -59,8 +60,11 @@ def _attrs(name: str) -> dict:
     return {"units": units, "description": desc}
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """The package checkout's git revision, or "unknown" outside a checkout."""
+    """The package checkout's git revision, or "unknown" outside a checkout: read once, when
+    the package is imported, so a long run records the code it started with even if the
+    checkout moves on while it trains."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=Path(__file__).parent, timeout=5)
@@ -103,6 +107,9 @@ def with_run_coords(ds: xr.Dataset, config: RunConfig) -> xr.Dataset:
     e.g. `model`) added from `config`, so old and new runs concatenate."""
     missing = {k: v for k, v in run_coords(config).items() if k not in ds.coords}
     return ds.assign_coords(missing) if missing else ds
+
+
+git_revision()  # at import: see its docstring
 
 
 def run_attrs(config: RunConfig, **extra) -> dict:
