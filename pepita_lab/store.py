@@ -168,6 +168,8 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     config = read_config(path)
     history = with_run_coords(read_netcdf(path / HISTORY_FILE), config)
+    if "status" not in history.coords:  # written before status became a coordinate
+        history = history.assign_coords(status=("run", [history.attrs.get("status", "unknown")]))
     activations = (with_run_coords(read_netcdf(path / ACTIVATIONS_FILE), config)
                    if (path / ACTIVATIONS_FILE).is_file() else None)
     net = Net.from_state_dict(read_checkpoint(path)["net"])

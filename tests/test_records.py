@@ -156,6 +156,20 @@ def test_three_runs_concatenate_along_run(tmp_path):
     assert ds.groupby("f_scale").mean().sizes["f_scale"] == 2
 
 
+def test_runs_written_before_the_status_coordinate_concatenate_with_new_ones(tmp_path):
+    """A history file without the `status` run coordinate (as written before it existed) loads
+    with its status taken from the attributes, and concatenates with a current one."""
+    paths = [tmp_path / "old", tmp_path / "new"]
+    for seed, path in enumerate(paths):
+        pl.train(pl.RunConfig(**{**TINY, "epochs": 1, "seed": seed}), out=path, progress=False)
+    file = paths[0] / "history.nc"
+    old = xr.load_dataset(file).drop_vars("status")
+    assert old.attrs["status"] == "completed"
+    old.to_netcdf(file)
+    ds = pl.load_runs(paths)
+    assert list(ds.status.values) == ["completed", "completed"] and ds.sizes["run"] == 2
+
+
 WRITER = """
 import sys, numpy as np, xarray as xr
 from pepita_lab.records import write_netcdf

@@ -1,0 +1,57 @@
+"""Median training-step time of PEPITA and BP (by hand) on the paper's MNIST net, batch 64, for
+the pepita-lab checkout at --repo (default: this one), to compare versions side by side:
+
+    git worktree add /tmp/old <commit>
+    for i in 1 2 3; do
+      python benchmarks/step_times.py --repo /tmp/old; python benchmarks/step_times.py
+    done
+
+Random data of MNIST's shape, lr 1e-3 (as `pepita-lab bench`), 30 warm-up steps, then the median
+of 9 blocks of 100 steps. Run each measurement in a fresh process, alternating versions: this
+machine's speed drifts over minutes (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
+                   help="a pepita-lab checkout (default: this one)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(Path(args.repo).resolve()))
+    import torch
+
+    import pepita_lab
+    from pepita_lab.bench import _config, random_data, trainer_step
+    from pepita_lab.training import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    data = random_data("mnist", 64 * 8, 64, device)
+    times = {}
+    for rule in ("pepita", "bp"):
+        step = trainer_step(Trainer(_config("mnist", rule, 64, device), data, progress=False))
+        for _ in range(30):
+            step()
+        blocks = []
+        for _ in range(9):
+            start = time.perf_counter()
+            for _ in range(100):
+                step()
+            blocks.append((time.perf_counter() - start) / 100)
+        times[rule] = sorted(blocks)[4]
+    print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
+          f"threads: PEPITA {1e3 * times['pepita']:.2f} ms, BP {1e3 * times['bp']:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
