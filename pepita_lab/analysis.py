@@ -196,7 +196,7 @@ def step_cost(rule: str, sizes, batch_size: int, *,
                   fewer MACs: C (d + B) < B d. "tracked" (what training uses, see
                   `rules.FirstLayerFeedback`) keeps W_1 F current instead of recomputing
                   it: F - B d n_1 + B C n_1 + B d C + B n_1 C, when that is fewer MACs
-                  than F' = F (C (d + 2 n_1) < d n_1), else F' = F.
+                  than F' = F (`FirstLayerFeedback.saves_work`), else F' = F.
     Activation floats kept during a step:
       bp, fa, dfa, drtp:  B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one error layer)
       pepita:  B sum_{l>=1} n_l (clean h_1..h_L) + B max_{l>=1} (n_{l-1} + n_l) (the modulated
@@ -216,7 +216,9 @@ def step_cost(rule: str, sizes, batch_size: int, *,
     elif rule == "pepita":
         modulated = forward
         if fused_first_layer == "tracked":  # e (W_1 F)^T, then a F and delta^T (a F)
-            if C * (d + 2 * n_1) < d * n_1:
+            from .rules.pepita import FirstLayerFeedback  # torch: only for this branch
+
+            if FirstLayerFeedback.saves_work(d, n_1, C):
                 modulated += 2 * B * C * n_1 + B * d * C - B * d * n_1
         else:
             if fused_first_layer == "auto":

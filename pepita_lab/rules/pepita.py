@@ -88,14 +88,19 @@ class FirstLayerFeedback:
         self.refresh(W1, v1, F)
 
     @staticmethod
+    def saves_work(d: int, n_1: int, n_classes: int) -> bool:
+        """Whether tracking costs fewer multiply-adds per sample than the modulated first
+        layer's product: C (d + 2 n_1) < d n_1 (the cost model asks this too)."""
+        return n_classes * (d + 2 * n_1) < d * n_1
+
+    @staticmethod
     def applies(weights: list[Tensor], n_classes: int) -> bool:
-        """Whether tracking saves work: a fully connected first layer whose width and input
-        are large next to the number of classes (per sample: C (d + 2 n_1) < d n_1)."""
+        """Whether the loops track: a fully connected first layer where it saves work."""
         W1 = weights[0]
         if is_conv(W1):
             return False
         n_1, d = W1.shape[-2:]
-        return n_classes * (d + 2 * n_1) < d * n_1
+        return FirstLayerFeedback.saves_work(d, n_1, n_classes)
 
     @torch.no_grad()
     def refresh(self, W1: Tensor, v1: Tensor, F: Tensor) -> None:
