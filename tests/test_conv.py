@@ -166,6 +166,54 @@ def test_conv_pepita_equals_loop_over_positions(sign, output_error, masked):
     assert_all_close(got, naive_conv_pepita(weights, x, target, F, sign, output_error, masks))
 
 
+def as_float32(*tensors):
+    return [None if t is None else [u.float() for u in t] if isinstance(t, list) else t.float()
+            for t in tensors]
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_float32_conv_pepita_equals_the_float64_loop(masked):
+    """The float32 path (on the CPU: channels-last maps, oneDNN's convolution with the ReLU
+    fused in, pooling written channel-first) against the float64 loop over positions."""
+    weights, x, target, F, masks = make_conv_problem(seed=9, B=5, masks=masked)
+    want = naive_conv_pepita(weights, x, target, F, 1.0, "modulated", masks)
+    w32, x32, t32, F32, m32 = as_float32(weights, x, target, F, masks)
+    got = pepita_updates(w32, x32, t32, F32, masks=m32, pool=POOL)
+    assert all(g.dtype == torch.float32 for g in got)
+    assert_all_close(got, [w.float() for w in want], rtol=1e-4, atol=1e-6)
+
+
+def test_float32_conv_bp_equals_autograd():
+    weights, x, target, _, _ = make_conv_problem(seed=10, B=6)
+    w32, x32, t32 = as_float32(weights, x, target)
+    assert_all_close(bp_updates(w32, x32, t32, pool=POOL),
+                     [g.float() for g in autograd_grads(weights, x, target)],
+                     rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in,bias", [(1, False), (3, True)])
+def test_conv_relu_and_layouts_keep_the_values(c_in, bias):
+    """conv_relu (oneDNN with a fused ReLU on the CPU) equals conv2d then ReLU in float64;
+    maps_layout and max_pool (into any layout) keep every value."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(4, c_in, 11, 13, generator=g)
+    W = torch.randn(6, c_in, 3, 3, generator=g)
+    b = torch.randn(6, generator=g) if bias else None
+    want = torch.relu(nnf.conv2d(x.double(), W.double(), None if b is None else b.double()))
+    with torch.no_grad():
+        got = rules.common.conv_relu(x, W, b)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(rules.common.maps_layout(x), x)
+    for pool in (2, 3):
+        ref = nnf.max_pool2d(got, pool)
+        assert torch.equal(rules.common.max_pool(got, pool), ref)
+        out = torch.empty(ref.shape)  # channel-first, written from channels-last maps
+        assert torch.equal(rules.common.max_pool(got, pool, out=out), ref)
+        assert out.is_contiguous()
+
+
 def test_icml_code_conv_update_equals_its_loop():
     weights, x, target, F, _ = make_conv_problem(seed=1)
     got = pepita_updates(weights, x, target, F, output_error="clean", pool=POOL,

@@ -111,19 +111,23 @@ def check_feedback(feedback: list[Tensor], shapes: list[tuple[int, ...]], name: 
             raise ValueError(f"{name}[{i}] has shape {tuple(B_i.shape)}: expected {shape}")
 
 
-def max_pool(h: Tensor, pool: int) -> Tensor:
+def max_pool(h: Tensor, pool: int, out: Tensor | None = None) -> Tensor:
     """`max_pool2d(h, pool)` (B, c, H // pool, W // pool), the same numbers, as maxima of
-    strided views (a loop over the window's offsets, not over positions): on the CPU several
-    times faster than PyTorch's max-pool kernel for this layout (measured: 0.5 ms against
-    4.6 ms for the paper's MNIST maps at batch 50)."""
+    strided views (a loop over the window's offsets, not over positions), written into `out`
+    if given (any layout): on the CPU several times faster than PyTorch's max-pool kernel
+    (measured for the paper's MNIST maps at batch 50: 0.07 ms on channels-last maps, 0.25 ms
+    on channel-first ones, 2.5 ms for max_pool2d)."""
     H, W = h.shape[-2] // pool * pool, h.shape[-1] // pool * pool
     cols = h[..., :H, 0:W:pool]
     for j in range(1, pool):
         cols = torch.maximum(cols, h[..., :H, j:W:pool])  # (B, c, H, W // pool)
-    out = cols[..., 0::pool, :]
-    for i in range(1, pool):
-        out = torch.maximum(out, cols[..., i::pool, :])
-    return out
+    if pool == 1:
+        return cols if out is None else out.copy_(cols)
+    rows = cols[..., 0::pool, :]
+    for i in range(1, pool - 1):
+        rows = torch.maximum(rows, cols[..., i::pool, :])
+    last = cols[..., pool - 1::pool, :]
+    return torch.maximum(rows, last) if out is None else torch.maximum(rows, last, out=out)
 
 
 def pool_winners(h: Tensor, pool: int) -> Tensor:
@@ -139,9 +143,48 @@ def layer_input(h: Tensor, below: Tensor, W: Tensor, pool: int) -> Tensor:
     connected layer."""
     if not is_conv(below):
         return h
-    if pool > 1:
-        h = max_pool(h, pool)  # (B, c, H' // pool, W' // pool)
-    return h if is_conv(W) else h.flatten(1)
+    if is_conv(W):
+        return max_pool(h, pool) if pool > 1 else h  # (B, c, H' // pool, W' // pool)
+    if pool == 1:
+        return h.flatten(1)
+    B, c, H, W_ = h.shape  # pooled straight into channel-first order: no copy to flatten
+    return max_pool(h, pool, out=h.new_empty(B, c, H // pool, W_ // pool)).flatten(1)
+
+
+def maps_layout(x: Tensor) -> Tensor:
+    """Images or conv maps (B, c, H, W), the same values laid out channels-last on the CPU
+    (unchanged elsewhere). On this layout oneDNN's convolution, its weight update and the
+    strided max-pool are faster and the convolution needs no reorder of its output; measured
+    for the paper's MNIST maps at batch 50: max-pool 0.07 ms against 0.25 ms, `conv2d_weight`
+    0.29 against 0.35 ms. A single-channel image has the same memory either way: only its
+    strides are restated (no copy)."""
+    if x.device.type != "cpu" or x.dim() != 4:
+        return x
+    B, c, H, W = x.shape
+    if c == 1 and x.is_contiguous():
+        return x.as_strided(x.shape, (H * W, 1, W, 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _fused_conv_relu(x: Tensor, W: Tensor) -> bool:
+    """Whether oneDNN's convolution with a fused ReLU serves: float32 on the CPU, outside
+    autograd, autocast and torch.compile (whose own fusions take over)."""
+    return (x.device.type == "cpu" and x.dtype == W.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not (torch.is_grad_enabled() and (x.requires_grad or W.requires_grad))
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def conv_relu(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
+    """`relu(conv2d(x, W) + b)` (stride 1, no padding). On the CPU one oneDNN call with the
+    ReLU fused in (the map is written once instead of written, read and rewritten), on
+    channels-last maps; elsewhere conv2d, then an in-place ReLU."""
+    x = maps_layout(x)
+    if _fused_conv_relu(x, W):
+        return torch.ops.mkldnn._convolution_pointwise(x, W, b, [0, 0], [1, 1], [1, 1], 1,
+                                                       "relu", [], "")
+    return nnf.conv2d(x, W, b).relu_()
 
 
 def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
@@ -150,22 +193,29 @@ def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = 
     """`(hs, ins)`: layer outputs `[h_0 = x, h_1, ..., h_L]` (ReLU hidden layers times their
     dropout masks, softmax output, or the logits if not `softmax`) and each layer's input
     `ins[l]` (`h_l` itself, pooled and flattened after a conv layer). `first_pre`, if given, is
-    layer 1's pre-activation already computed."""
+    layer 1's pre-activation already computed. Conv maps are channels-last on the CPU
+    (`maps_layout`)."""
+    if is_conv(weights[0]):
+        x = maps_layout(x)
     hs, ins = [x], []
     h = x
     L = len(weights)
     for l, W in enumerate(weights):
         a_in = h if l == 0 else layer_input(h, weights[l - 1], W, pool)
         ins.append(a_in)
-        if l == 0 and first_pre is not None:
-            a = first_pre
-        else:
-            a = pre_activation(W, a_in, None if biases is None else biases[l])  # (B, out_l)
+        b = None if biases is None else biases[l]
+        a = first_pre if l == 0 and first_pre is not None else None
         if l < L - 1:
-            h = torch.relu(a) if a is first_pre else a.relu_()  # a fresh pre-activation: in place
+            if a is not None:
+                h = torch.relu(a)
+            elif is_conv(W):
+                h = conv_relu(a_in, W, b)  # (B, c, H', W')
+            else:
+                h = pre_activation(W, a_in, b).relu_()  # a fresh pre-activation: in place
             if masks is not None:
                 h = h * masks[l]
         else:
+            a = pre_activation(W, a_in, b) if a is None else a  # (B, C)
             h = torch.softmax(a, dim=-1) if softmax else a
         hs.append(h)
     return hs, ins
@@ -183,7 +233,7 @@ def pre_activation(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
     """`x W^T + b`, or `conv2d(x, W) + b` for a conv layer. Also for a population: W (K, out,
     in), x (B, in) or (K, B, in), b (K, 1, out)."""
     if is_conv(W):
-        return nnf.conv2d(x, W, b)  # (B, out_c, H - k + 1, W - k + 1)
+        return nnf.conv2d(maps_layout(x), W, b)  # (B, out_c, H - k + 1, W - k + 1)
     if b is None:
         return x @ W.mT
     return torch.addmm(b, x, W.T) if W.dim() == 2 else torch.baddbmm(b, x.expand(
@@ -221,7 +271,8 @@ def weight_update(delta: Tensor, a: Tensor) -> Tensor:
     the batch and the output positions too (one convolution, no loop over positions)."""
     if delta.dim() == 4:
         kh, kw = a.shape[2] - delta.shape[2] + 1, a.shape[3] - delta.shape[3] + 1
-        return conv2d_weight(a, (delta.shape[1], a.shape[1], kh, kw), delta)
+        return conv2d_weight(maps_layout(a), (delta.shape[1], a.shape[1], kh, kw),
+                             maps_layout(delta))
     return delta.mT @ a
 
 

@@ -50,12 +50,15 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     elif fused_first_layer == "auto":
         fused_first_layer = C * (d + B) < B * d
     b1 = None if biases is None else biases[0]
-    a1 = pre_activation(weights[0], x, b1)  # (B, n_1)
+    # A conv first layer's pre-activation is not kept: forward_pass fuses its ReLU.
+    a1 = None if conv_first else pre_activation(weights[0], x, b1)  # (B, n_1)
     hs, _ = forward_pass(weights, x, masks, biases, first_pre=a1, pool=pool)
     e = hs[-1] - target  # (B, C)
     projected = e @ F.mT  # (B, d)
     x_err = x + sign * (projected.view(x.shape) if conv_first else projected)
-    if first_feedback is not None:
+    if conv_first:
+        a1_err = None
+    elif first_feedback is not None:
         a1_err = a1 + sign * (e @ first_feedback.mT)
     elif fused_first_layer:
         a1_err = a1 + sign * (e @ (F.mT @ weights[0].mT))
@@ -64,7 +67,9 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     hs_err, ins_err = forward_pass(weights, x_err, masks, biases, first_pre=a1_err, pool=pool)
     e_err = hs_err[-1] - target
     L = len(weights)
-    deltas = [hs[l] - hs_err[l] for l in range(1, L)]
+    # In place: the clean pass's hidden outputs are not needed again (a cold 3.7 MB conv map
+    # costs a third less written over than written afresh).
+    deltas = [hs[l].sub_(hs_err[l]) for l in range(1, L)]
     if conv_update == "icml-code":
         deltas = [d_l * (-1.0 / (B * d_l[0, 0].numel())) if d_l.dim() == 4 else d_l
                   for d_l in deltas]
