@@ -1,5 +1,7 @@
-"""Median training-step time of PEPITA and BP (by hand) on the paper's MNIST net, batch 64, for
-the pepita-lab checkout at --repo (default: this one), to compare versions side by side:
+"""Median training-step time of PEPITA and BP (by hand) on the paper's MNIST net, batch 64, and
+on its conv net (`paper-mnist-conv`, batch 50), with conv PEPITA's FLOP rate relative to fully
+connected PEPITA's (as `pepita-lab bench` reports it), for the pepita-lab checkout at --repo
+(default: this one), to compare versions side by side:
 
     git worktree add /tmp/old <commit>
     for i in 1 2 3; do
@@ -34,22 +36,34 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from pepita_lab.analysis import conv_step_cost, step_cost
+
     device = torch.device("cpu")
-    data = random_data("mnist", 64 * 8, 64, device)
-    times = {}
-    for rule in ("pepita", "bp"):
-        step = trainer_step(Trainer(_config("mnist", rule, 64, device), data, progress=False))
-        for _ in range(30):
-            step()
-        blocks = []
-        for _ in range(9):
-            start = time.perf_counter()
-            for _ in range(100):
+    times, gflops = {}, {}
+    for net, B in (("mnist", 64), ("mnist-conv", 50)):
+        data = random_data("mnist", B * 8, B, device)
+        for rule in ("pepita", "bp"):
+            config = _config("mnist", rule, B, device, name=f"paper-{net}")
+            step = trainer_step(Trainer(config, data, progress=False))
+            for _ in range(30):
                 step()
-            blocks.append((time.perf_counter() - start) / 100)
-        times[rule] = sorted(blocks)[4]
+            blocks = []
+            for _ in range(9):
+                start = time.perf_counter()
+                for _ in range(100):
+                    step()
+                blocks.append((time.perf_counter() - start) / 100)
+            times[net, rule] = t = sorted(blocks)[4]
+            cost = (step_cost(rule, [data.n_features, 1024, data.n_classes], B) if net == "mnist"
+                    else conv_step_cost(rule, data.image_shape, config.conv_channels,
+                                        config.kernel_size, config.pool, config.hidden,
+                                        data.n_classes, B))
+            gflops[net, rule] = 2 * cost.macs / t / 1e9
+    ms = {k: f"{1e3 * t:.2f} ms" for k, t in times.items()}
     print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
-          f"threads: PEPITA {1e3 * times['pepita']:.2f} ms, BP {1e3 * times['bp']:.2f} ms")
+          f"threads: PEPITA {ms['mnist', 'pepita']}, BP {ms['mnist', 'bp']}; conv PEPITA "
+          f"{ms['mnist-conv', 'pepita']}, conv BP {ms['mnist-conv', 'bp']}; conv PEPITA GFLOP/s "
+          f"/ FC PEPITA GFLOP/s {gflops['mnist-conv', 'pepita'] / gflops['mnist', 'pepita']:.2f}")
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import Factors, carry_down, check_mlp, forward_pass, relu_grad, updates_from_factors
+from .common import Factors, carry_down, check_mlp, forward_pass, updates_from_factors
 
 
 @torch.no_grad()
@@ -26,8 +26,8 @@ def chain_factors(weights: list[Tensor], x: Tensor, target: Tensor, carriers: li
     deltas[-1] = hs[-1] - target  # (B, C): B * dLoss/dlogits for the mean cross-entropy
     for l in range(L - 2, -1, -1):
         mask = None if masks is None else masks[l]
-        g = carry_down(deltas[l + 1], carriers[l], ins[l + 1], weights[l], hs[l + 1], pool)
-        deltas[l] = g * relu_grad(hs[l + 1], mask)  # (B, n_l) or (B, c_l, H'_l, W'_l)
+        deltas[l] = carry_down(deltas[l + 1], carriers[l], ins[l + 1], weights[l], hs[l + 1],
+                               pool, mask)  # (B, n_l) or (B, c_l, H'_l, W'_l)
     return Factors(deltas=deltas, inputs=ins, probs=hs[-1])
 
 
