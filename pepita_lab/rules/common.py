@@ -160,6 +160,14 @@ def maps_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def channel_first(x: Tensor) -> Tensor:
+    """The inverse of `maps_layout`: x (B, c, H, W) with channel-first strides."""
+    B, c, H, W = x.shape
+    if c == 1 and x.is_contiguous():
+        return x.as_strided(x.shape, (H * W, H * W, W, 1))
+    return x.contiguous()
+
+
 def _fused_conv_relu(x: Tensor, W: Tensor) -> bool:
     """Whether oneDNN's convolution with a fused ReLU serves: float32 on the CPU, outside
     autograd, autocast and torch.compile (whose own fusions take over)."""
@@ -255,7 +263,7 @@ def carry_down(delta: Tensor, carrier: Tensor, a_in: Tensor, below: Tensor, h_be
     B, c, H, W = h_below.shape
     pooled_side = pool > 1 and mask is None
     if pooled_side:
-        g = g * (a_in > 0)
+        g = g * torch.sign(a_in)  # relu' at the winners: a_in >= 0 (pooled ReLU outputs)
     g = maps_layout(g.reshape(B, c, H // pool, W // pool))  # undo the flatten
     if pool > 1:  # the gradient goes to the position that won each pooling window
         g = nnf.max_unpool2d(g, pool_winners(h_below, pool), pool, output_size=(H, W))
@@ -264,18 +272,35 @@ def carry_down(delta: Tensor, carrier: Tensor, a_in: Tensor, below: Tensor, h_be
 
 def relu_grad(h: Tensor, mask: Tensor | None) -> Tensor:
     """d h / d a for h = relu(a) * mask, written from h itself (h > 0 exactly where a > 0 and the
-    mask keeps the unit)."""
-    g = (h > 0).to(h.dtype)
+    mask keeps the unit) as `sign(h)`: h >= 0, so its sign is 1 or 0, and `sign` is a plain
+    float kernel (on the CPU about 10x faster than `(h > 0).to(float)`, and a product with a
+    bool mask is as slow)."""
+    g = torch.sign(h)
     return g if mask is None else g * mask
+
+
+def project_onto_map(s: Tensor, B_l: Tensor, h: Tensor) -> Tensor:
+    """`s @ B_l` (B, n) viewed as the map `h` (B, c, H, W), B_l's columns channel-first like
+    every flattened map, computed straight into `h`'s layout: for channels-last maps from a
+    copy of B_l with its columns reordered (n C numbers instead of B n, and no product of
+    mixed layouts, which is many times slower)."""
+    B, c, H, W = h.shape
+    if h.is_contiguous() or not h.is_contiguous(memory_format=torch.channels_last):
+        return (s @ B_l).view(h.shape)
+    B_hwc = B_l.view(-1, c, H, W).permute(0, 2, 3, 1).reshape(B_l.shape[0], -1)
+    return (s @ B_hwc).view(B, H, W, c).permute(0, 3, 1, 2)
 
 
 def weight_update(delta: Tensor, a: Tensor) -> Tensor:
     """`delta^T a` summed over the batch; for a conv layer its convolutional form, summed over
     the batch and the output positions too (one convolution, no loop over positions)."""
-    if delta.dim() == 4:
+    if delta.dim() == 4:  # both in delta's layout: oneDNN is slow on mixed ones
         kh, kw = a.shape[2] - delta.shape[2] + 1, a.shape[3] - delta.shape[3] + 1
-        return conv2d_weight(maps_layout(a), (delta.shape[1], a.shape[1], kh, kw),
-                             maps_layout(delta))
+        if delta.is_contiguous(memory_format=torch.channels_last):
+            a = maps_layout(a)
+        else:
+            a, delta = channel_first(a), delta.contiguous()
+        return conv2d_weight(a, (delta.shape[1], a.shape[1], kh, kw), delta)
     return delta.mT @ a
 
 

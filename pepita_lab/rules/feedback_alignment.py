@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .backprop import chain_factors
 from .common import (Factors, check_feedback, check_mlp, forward_pass, layer_shapes,
-                     relu_grad, updates_from_factors)
+                     project_onto_map, relu_grad, updates_from_factors)
 
 
 def fa_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
@@ -40,9 +40,8 @@ def direct_factors(weights: list[Tensor], x: Tensor, target: Tensor, feedback: l
     for l, B_l in enumerate(feedback):
         mask = None if masks is None else masks[l]
         h = hs[l + 1]
-        projected = s @ B_l  # (B, n_l)
-        if projected.shape != h.shape:
-            projected = projected.view(h.shape)  # a conv layer's map (B, c, H', W')
+        # (B, n_l), or a conv layer's map (B, c, H', W') in h's layout
+        projected = project_onto_map(s, B_l, h) if h.dim() == 4 else s @ B_l
         deltas.append(projected * relu_grad(h, mask))
     deltas.append(e)
     return Factors(deltas=deltas, inputs=ins, probs=hs[-1])
