@@ -26,11 +26,13 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import __version__
 from .analysis import _INPUT_SIZE, _SPLIT_SIZES, conv_step_cost, step_cost
 from .config import COMPILE_MODES, PRECISIONS, ConfigError, preset
 from .data import TensorData
 from .devices import precision, resolve_device, synchronize
 from .population import Population
+from .records import git_revision
 from .training import Trainer
 
 SCHEMA = "pepita-lab-bench/2"
@@ -462,7 +464,8 @@ def _device_name(device: torch.device) -> str:
 
 
 def _environment(device: torch.device) -> dict:
-    env = {"device": device.type, "device_name": _device_name(device),
+    env = {"pepita_lab": __version__, "git_revision": git_revision(),
+           "device": device.type, "device_name": _device_name(device),
            "torch": torch.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "threads": torch.get_num_threads(),
            "interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(),
@@ -517,7 +520,9 @@ def _mib(n: int | None) -> str:
 def format_report(results: dict) -> str:
     """The results as a readable plain-text table."""
     env, s, peak = results["environment"], results["settings"], results["peak"]
-    lines = [f"pepita-lab bench on {env['device']} ({env['device_name']}), torch {env['torch']}, "
+    version = f" {env['pepita_lab']} ({env['git_revision']})" if "pepita_lab" in env else ""
+    lines = [f"pepita-lab{version} bench on {env['device']} ({env['device_name']}), "
+             f"torch {env['torch']}, "
              f"{env['threads']} threads, {env['date']}" + (" [quick]" if s["quick"] else "")
              + f"; precision {s['precision']}, compile {s['compile']}",
              f"times: median over {s['repeats']} timed blocks, warm-up excluded; spread: "

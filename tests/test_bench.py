@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import pepita_lab as pl
 from pepita_lab import bench
 from pepita_lab.analysis import step_cost
 from pepita_lab.config import ConfigError, preset
@@ -44,6 +45,7 @@ def test_results_are_strict_json_with_provenance(results):
     for key in ("device", "device_name", "torch", "threads", "date"):
         assert env[key] not in (None, "")
     assert env["device"] == "cpu" and env["torch"] == torch.__version__
+    assert env["pepita_lab"] == pl.__version__ and env["git_revision"]
     assert results["settings"]["quick"] is True
 
 
