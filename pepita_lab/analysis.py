@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import RULES, RunConfig
+from .config import IMAGE_SHAPES, N_CLASSES, RULES, RunConfig
 
 # ---------------------------------------------------------------- slowness
 
@@ -235,6 +235,29 @@ def step_cost(rule: str, sizes, batch_size: int, *,
     return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
 
 
+def _conv_layers(image_shape, conv_channels, kernel_size: int, pool: int, hidden,
+                 n_classes: int) -> tuple[list[int], list[int], list[int]]:
+    """Per layer of a conv net (conv layers, then fully connected ones): multiply-adds per
+    sample M_l, output units u_l (a conv layer's map before pooling) and weights."""
+    c, H, W = (int(v) for v in image_shape)
+    macs, units, weights = [], [], []
+    for c_out in conv_channels:
+        H_out, W_out = H - kernel_size + 1, W - kernel_size + 1
+        if H_out < 1 or W_out < 1:
+            raise ValueError(f"a {kernel_size}x{kernel_size} kernel does not fit {H}x{W} maps")
+        weights.append(int(c_out) * c * kernel_size ** 2)
+        macs.append(weights[-1] * H_out * W_out)
+        units.append(int(c_out) * H_out * W_out)
+        c, H, W = int(c_out), H_out // pool, W_out // pool
+    n_prev = c * H * W
+    for n in [*hidden, n_classes]:
+        weights.append(n_prev * int(n))
+        macs.append(weights[-1])
+        units.append(int(n))
+        n_prev = int(n)
+    return macs, units, weights
+
+
 def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool: int,
                    hidden, n_classes: int, batch_size: int) -> Cost:
     """`step_cost` for a conv net (conv layers of `conv_channels` k x k filters, stride 1, no
@@ -249,21 +272,9 @@ def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool
       pepita:     B (d C + P + P + P) (e F^T, both passes, the updates; never fused)
     Activation floats: B (d + sum_l u_l) for one pass, twice that for PEPITA's two.
     """
-    c, H, W = (int(v) for v in image_shape)
-    d = c * H * W
-    macs_per_layer, units = [], []  # M_l, u_l
-    for c_out in conv_channels:
-        H_out, W_out = H - kernel_size + 1, W - kernel_size + 1
-        if H_out < 1 or W_out < 1:
-            raise ValueError(f"a {kernel_size}x{kernel_size} kernel does not fit {H}x{W} maps")
-        macs_per_layer.append(int(c_out) * H_out * W_out * c * kernel_size ** 2)
-        units.append(int(c_out) * H_out * W_out)
-        c, H, W = int(c_out), H_out // pool, W_out // pool
-    n_prev = c * H * W
-    for n in [*hidden, n_classes]:
-        macs_per_layer.append(n_prev * int(n))
-        units.append(int(n))
-        n_prev = int(n)
+    d = math.prod(int(v) for v in image_shape)
+    macs_per_layer, units, _ = _conv_layers(image_shape, conv_channels, kernel_size, pool,
+                                            hidden, n_classes)
     B, P = int(batch_size), sum(macs_per_layer)
     if rule in ("bp", "fa"):
         macs = B * (2 * P + sum(macs_per_layer[1:]))
@@ -294,8 +305,7 @@ def cost_table(sizes, batch_size: int, rules=RULES, step_times: dict | None = No
     return pd.DataFrame(rows)
 
 
-_INPUT_SIZE = {"mnist": 784, "fashion-mnist": 784, "cifar10": 3072, "cifar100": 3072,
-               "synthetic": 32}
+_INPUT_SIZE = {name: math.prod(shape) for name, shape in IMAGE_SHAPES.items()}
 
 
 def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) -> float:
@@ -311,11 +321,11 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
     from .training import Trainer
 
     B, d = config.batch_size, _INPUT_SIZE[config.dataset]
-    C = 100 if config.dataset == "cifar100" else 10
+    C = N_CLASSES[config.dataset]
     n = B * (steps + warmup)
     g = torch.Generator().manual_seed(config.seed)
     x, y = torch.rand(n, d, generator=g), torch.randint(0, C, (n,), generator=g)  # (n, d), (n,)
-    data = TensorData(config.dataset, x, y, x[:B], y[:B], (1, 1, d), C)
+    data = TensorData(config.dataset, x, y, x[:B], y[:B], IMAGE_SHAPES[config.dataset], C)
     trainer = Trainer(config, data, progress=False)
     x, y = trainer.data.x_train, trainer.data.y_train
     times = []
@@ -344,16 +354,29 @@ _SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
 def memory_estimate(config: RunConfig) -> dict[str, int]:
     """Bytes a run of `config` needs on its device (float32), by part: the dataset as tensors,
     the trained tensors with their momentum and the fixed feedback matrices, a training step's
-    activations (`step_cost`, doubled for the temporaries around it) and an evaluation chunk."""
-    d = _INPUT_SIZE[config.dataset]
-    C = 100 if config.dataset == "cifar100" else 10
-    sizes = [d, *config.hidden, C]
+    activations (`step_cost` or `conv_step_cost`, doubled for the temporaries around it) and an
+    evaluation chunk. A conv net whose kernels do not fit its images counts as its fully
+    connected layers only (building it refuses it with a clear message)."""
+    d, C = _INPUT_SIZE[config.dataset], N_CLASSES[config.dataset]
     n_train, n_test = _SPLIT_SIZES[config.dataset]
     n_train = min(n_train, config.subset or n_train)
-    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    B, conv = config.batch_size, None
+    if config.model == "conv":
+        conv = (IMAGE_SHAPES[config.dataset], config.conv_channels, config.kernel_size,
+                config.pool, config.hidden)
+        try:
+            _, units, per_layer = _conv_layers(*conv, C)
+        except ValueError:  # kernels that do not fit the images
+            conv = None
+    if conv is None:
+        sizes = [d, *config.hidden, C]
+        units, per_layer = sizes[1:], [a * b for a, b in zip(sizes, sizes[1:])]
+        step = step_cost(config.rule, sizes, B).activation_bytes
+    else:
+        step = conv_step_cost(config.rule, *conv, C, B).activation_bytes
     return {
         "data": 4 * (n_train + n_test) * (d + 2),
-        "weights": 4 * (3 * weights + d * C),  # W, momentum, feedback (at most W's size), F
-        "step": 2 * step_cost(config.rule, sizes, config.batch_size).activation_bytes,
-        "evaluation": 4 * 2 * config.eval_batch_size * sum(sizes),
+        "weights": 4 * (3 * sum(per_layer) + d * C),  # W, momentum, feedback (<= W's size), F
+        "step": 2 * step,
+        "evaluation": 4 * 2 * config.eval_batch_size * (d + sum(units)),
     }

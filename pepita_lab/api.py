@@ -71,9 +71,12 @@ def check_memory(config: RunConfig) -> None:
     need, free = sum(parts.values()), available_memory(device)
     if need > free:
         detail = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in parts.items())
-        raise ConfigError(f"hidden={list(config.hidden)!r} with batch_size={config.batch_size} "
-                          f"needs about {need / 2**30:.1f} GiB ({detail}) but {device.type} "
-                          f"has {free / 2**30:.1f} GiB available: use narrower or fewer layers")
+        conv = (f"conv_channels={list(config.conv_channels)!r}, " if config.model == "conv"
+                else "")
+        raise ConfigError(f"{conv}hidden={list(config.hidden)!r} with batch_size="
+                          f"{config.batch_size} needs about {need / 2**30:.1f} GiB ({detail}) "
+                          f"but {device.type} has {free / 2**30:.1f} GiB available: use "
+                          "narrower or fewer layers (or a smaller batch)")
 
 
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,

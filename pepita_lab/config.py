@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 RULES = ("pepita", "bp", "fa", "dfa", "drtp")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
+# Each dataset's images (C, H, W) and classes; synthetic data: flat vectors of the default size.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+                "cifar100": (3, 32, 32), "synthetic": (1, 1, 32)}
+N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_ERRORS = ("modulated", "clean")
 F_DISTRIBUTIONS = ("uniform", "gaussian")
@@ -238,4 +242,4 @@ def field_names() -> list[str]:
 
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "RULES", "DATASETS",
-           "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES", "field_names"]
+           "IMAGE_SHAPES", "N_CLASSES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES", "field_names"]

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import IMAGE_SHAPES, N_CLASSES
+
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
 
 # name -> (torchvision class, subfolder of the root it reads, image shape (C, H, W), classes)
 _TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw", (1, 28, 28), 10),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", (1, 28, 28), 10),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", (3, 32, 32), 10),
-    "cifar100": ("CIFAR100", "cifar-100-python", (3, 32, 32), 100),
-}
+    name: (cls, folder, IMAGE_SHAPES[name], N_CLASSES[name]) for name, cls, folder in (
+        ("mnist", "MNIST", "MNIST/raw"), ("fashion-mnist", "FashionMNIST", "FashionMNIST/raw"),
+        ("cifar10", "CIFAR10", "cifar-10-batches-py"),
+        ("cifar100", "CIFAR100", "cifar-100-python"))}
 _MIRROR_GZ_FOLDERS = ("MNIST", "FashionMNIST")  # <Name>/raw/*.gz, decompressed on install
 _MIRROR_TREES = ("cifar-10-batches-py", "cifar-100-python")  # copied as they are
 _HOW_TO_FILL = (

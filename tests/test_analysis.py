@@ -12,7 +12,7 @@ import xarray as xr
 from pepita_lab import analysis
 from pepita_lab.analysis import (cost_table, fit_slowness, format_table, measure_step_time,
                                  slowness, step_cost, summary_table, conv_step_cost)
-from pepita_lab.config import RunConfig
+from pepita_lab.config import RunConfig, preset
 
 
 def curve(t, a_max, s):
@@ -214,3 +214,27 @@ def test_no_torch_import_at_module_level():
         elif isinstance(node, ast.ImportFrom):
             names |= {(node.module or "").split(".")[0]} | {a.name for a in node.names}
     assert not names & {"torch", "train", "data", "devices", "nets", "rules"}
+
+
+def test_memory_estimate_counts_conv_layers_and_maps():
+    """The paper's conv net, by hand: weights 32 x 1 x 5 x 5 + 4608 x 10 (each with momentum
+    and a feedback-sized copy) plus F (784 x 10); a PEPITA step keeps both passes' input and
+    maps (784 + 32 x 24 x 24 + 10 per sample), doubled for temporaries; evaluation chunks
+    likewise, without the factor of two passes."""
+    from pepita_lab.analysis import memory_estimate
+
+    config = preset("paper-mnist-conv")
+    m = memory_estimate(config)
+    assert m["weights"] == 4 * (3 * (32 * 25 + 4608 * 10) + 784 * 10)
+    assert m["step"] == 2 * 4 * 2 * 50 * (784 + 32 * 24 * 24 + 10)
+    assert m["evaluation"] == 4 * 2 * config.eval_batch_size * (784 + 32 * 24 * 24 + 10)
+    fc = memory_estimate(preset("paper-mnist"))
+    assert m["data"] == fc["data"]
+    assert fc["weights"] == 4 * (3 * (784 * 1024 + 1024 * 10) + 784 * 10)
+
+
+def test_measure_step_time_on_a_conv_net():
+    from pepita_lab.analysis import measure_step_time
+
+    assert 0 < measure_step_time(preset("paper-mnist-conv").replace(batch_size=8), steps=2,
+                                 warmup=1) < 10

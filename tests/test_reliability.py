@@ -216,3 +216,13 @@ def test_a_net_too_large_for_memory_is_refused_before_training(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "needs about" in err and "GiB" in err and "available" in err
     assert not out.exists()
+
+
+def test_a_conv_net_too_large_for_memory_is_refused_before_training(tmp_path, capsys):
+    """Conv maps count: 4096 channels of 24x24 at batch 60000 are 566 GB a map."""
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "paper-mnist-conv", "--conv-channels", "4096",
+                 "--batch-size", "60000", "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "conv_channels=[4096]" in err and "needs about" in err and "available" in err
+    assert not out.exists()
