@@ -11,7 +11,7 @@ from typing import Callable
 import xarray as xr
 
 from .config import ConfigError, RunConfig, validate
-from .data import TensorData, load_data
+from .data import TensorData, run_data
 from .devices import resolve_device
 from .records import run_id
 from .store import (Run, RunStore, load_run, load_runs, read_checkpoint,
@@ -171,20 +171,38 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
             store.close()
 
 
+def train_together(configs: list[RunConfig], *, out: str | Path | None = None,
+                   **kwargs) -> list[Run]:
+    """`configs` of one architecture as one population (`train_population`), or one run
+    after the other for conv nets, which populations do not take (each run in
+    `out/<run id>` either way); `kwargs` are `train_population`'s."""
+    if configs[0].model != "conv":
+        return train_population(configs, out=out, **kwargs)
+    if kwargs.get("data") is None:
+        kwargs["data"] = run_data(configs[0], resolve_device(configs[0].device))
+    return [train(c, out=None if out is None else Path(out) / run_id(c), **kwargs)
+            for c in configs]
+
+
 def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
-               traces: bool = True, data: TensorData | None = None, **axes) -> xr.Dataset:
+               traces: bool = True, data: TensorData | None = None,
+               trace_every: int | None = None, snapshot_epochs: tuple[int, ...] | None = None,
+               **axes) -> xr.Dataset:
     """Train every combination of the values in `axes` (config field -> list of values, e.g.
     `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`; return their
     histories concatenated along `run`, in grid order. Points that share an architecture (they
     differ only in seed, F scale, lr, sign, feedback scale) train together as one population;
     the dataset is loaded once (or `data` is used for every point). With `out`, each run gets a
-    folder there. A diverged point keeps its place, with `status` "diverged" along `run`."""
+    folder there (with its activation snapshots). `trace_every` and `snapshot_epochs` are
+    `train`'s, for every point. A diverged point keeps its place, with `status` "diverged"
+    along `run`."""
     import itertools
 
     from tqdm.auto import tqdm
 
     from .population import shared_settings
 
+    _check_trace_every(trace_every)
     fields = list(axes)
     points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
     configs = [base.replace(**p) for p in points]  # every point validated before any training
@@ -199,16 +217,11 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
         if data is not None:
             loaded[key] = data
         elif key not in loaded:
-            loaded[key] = load_data(first.dataset, data_dir=first.data_dir, subset=first.subset,
-                                    download=first.download,
-                                    device=resolve_device(first.device))
+            loaded[key] = run_data(first, resolve_device(first.device))
         group = [configs[i] for i in members]
-        if first.model == "conv":  # populations are fully connected only: one at a time
-            runs = [train(c, out=None if out is None else Path(out) / run_id(c),
-                          data=loaded[key], progress=progress, traces=traces) for c in group]
-        else:
-            runs = train_population(group, out=out, data=loaded[key], progress=progress,
-                                    traces=traces)
+        common = dict(data=loaded[key], progress=progress, traces=traces,
+                      trace_every=trace_every, snapshot_epochs=snapshot_epochs)
+        runs = train_together(group, out=out, **common)
         for i, run in zip(members, runs):
             histories[i] = run.history
     return xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",

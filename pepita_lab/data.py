@@ -154,6 +154,13 @@ def load_data(
     return data.to(device)
 
 
+def run_data(config, device) -> TensorData:
+    """The data a run of `config` (RunConfig) trains on: its dataset, subset, data folder and
+    download setting, on `device`."""
+    return load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
+                     device=device, download=config.download)
+
+
 def _synthetic_teacher(n_train, n_test, n_features, n_classes, seed=0) -> TensorData:
     """Gaussian inputs labelled by a random tanh teacher net (64 hidden units), on the CPU.
 

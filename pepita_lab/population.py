@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, validate
-from .data import TensorData, load_data
+from .data import TensorData, run_data
 from .devices import fast_step, precision, resolve_device, synchronize
 from .nets import Net, init_net
 from .rules import FEEDBACK_KIND, FirstLayerFeedback, bp_factors, make_rule, pepita_factors
@@ -123,8 +123,7 @@ class Population:
         self.base, self.progress = base, progress
         self.device = resolve_device(base.device)
         if data is None:
-            data = load_data(base.dataset, data_dir=base.data_dir, subset=base.subset,
-                             device=self.device, download=base.download)
+            data = run_data(base, self.device)
         self.data = data.to(self.device)
         self.members = [Member(self, k, c) for k, c in enumerate(configs)]
         self.net = _stack([init_net(c, data.n_features, data.n_classes, "cpu")

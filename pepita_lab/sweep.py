@@ -1,9 +1,10 @@
 """Sweeps: a grid (and random search) over config fields times seeds, packed into populations
 and run in-process, on a local Dask cluster, or on any Dask scheduler, with the same results.
 
-Points that share an architecture train together as one population (`train_population`);
-each pack of points is one task for the engine. Every finished point is written at once to
-`OUT/points/<point id>.nc` (atomically), so a stopped sweep restarts where it was; the whole
+Points that share an architecture train together as one population (`train_population`; conv
+nets one after the other); each pack of points is one task for the engine. Every finished point
+is written at once to `OUT/points/<point id>.nc` (atomically), so a stopped sweep restarts
+where it was; the whole
 sweep is assembled into `OUT/sweep.nc` with the swept fields as dimensions. Optional successive
 halving stops hopeless points early and records where.
 """
@@ -110,15 +111,16 @@ def point_id(config: RunConfig) -> str:
 
 
 def run_pack(configs: list[RunConfig], threads: int = 1) -> list[xr.Dataset]:
-    """One task: train `configs` as one population; their histories. Runs on a worker."""
+    """One task: train `configs` as one population (conv nets one after the other); their
+    histories. Runs on a worker."""
     import torch
 
-    from .api import train_population
+    from .api import train_together
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        runs = train_population(configs, progress=False)
+        runs = train_together(configs, progress=False)
     finally:
         torch.set_num_threads(before)
     return [r.history for r in runs]

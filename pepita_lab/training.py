@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .config import RunConfig, validate
-from .data import TensorData, load_data
+from .data import TensorData, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
 from .nets import Net, init_net
 from .rules import Factors, FirstLayerFeedback, make_rule
@@ -86,8 +86,7 @@ class Trainer:
         self.config = validate(config)
         self.device = resolve_device(config.device)
         if data is None:
-            data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
-                             device=self.device, download=config.download)
+            data = run_data(config, self.device)
         self.data = data.to(self.device)
         if config.model == "conv" and self.device.type == "cpu":
             keep_freed_memory()  # conv maps are large: reuse their memory, no page faults

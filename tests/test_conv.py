@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from torch.nn import functional as nnf
 
 import pepita_lab as pl
@@ -417,6 +418,24 @@ def test_conv_learns_on_mnist(rule, data_dir):
     run = pl.train(cfg, progress=False)
     assert run.status == "completed"
     assert run.test_acc > 0.5, run.test_acc
+
+
+def test_conv_grids_and_sweeps_train_one_point_at_a_time(data_dir, tmp_path):
+    """Populations refuse conv nets; train_grid and `pepita-lab sweep` train conv points one
+    after the other, every point a full run on real MNIST."""
+    from pepita_lab.cli import main
+
+    base = preset("paper-mnist-conv", epochs=1, subset=300, data_dir=str(data_dir),
+                  device="cpu", download=False)
+    ds = pl.train_grid(base, lr=[0.001, 0.01], out=tmp_path / "grid", progress=False)
+    assert list(ds.lr.values) == [0.001, 0.01] and (ds.status == "completed").all()
+    assert len(list((tmp_path / "grid").iterdir())) == 2
+    assert main(["sweep", "--preset", "paper-mnist-conv", "--lr", "0.001", "0.01",
+                 "--epochs", "1", "--subset", "300", "--data-dir", str(data_dir),
+                 "--no-download", "--device", "cpu", "--out", str(tmp_path / "sweep"),
+                 "--quiet"]) == 0
+    sweep = xr.open_dataset(tmp_path / "sweep" / "sweep.nc")
+    assert sweep.sizes["lr"] == 2 and np.isfinite(sweep.test_acc.values).all()
 
 
 def test_runs_written_before_conv_nets_concatenate_with_conv_runs(tmp_path):

@@ -84,6 +84,18 @@ def test_cli_several_values_train_one_population(tmp_path, capsys):
     assert sorted(set(ds.f_scale.values)) == [0.01, 0.1] and sorted(set(ds.lr.values)) == [0.01, 0.1]
 
 
+def test_train_grid_passes_traces_and_snapshots_to_every_point(tmp_path):
+    ds = pl.train_grid(BASE.replace(epochs=2), lr=[0.01, 0.1], out=tmp_path, progress=False,
+                       trace_every=4, snapshot_epochs=(2,))
+    assert "step_bp_cosine" in ds and ds.sizes["run"] == 2
+    for run_dir in sorted(tmp_path.iterdir()):
+        run = pl.load_run(run_dir)
+        assert "step_bp_cosine" in run.history
+        assert list(run.activations.epoch.values) == [2]
+    with pytest.raises(ConfigError, match="trace_every"):
+        pl.train_grid(BASE, lr=[0.1], trace_every=0, progress=False)
+
+
 def test_train_grid_keeps_grid_order_across_populations():
     ds = pl.train_grid(BASE.replace(epochs=1), hidden=[(8,), (16,)], lr=[0.01, 0.1],
                        progress=False)
