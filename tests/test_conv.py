@@ -2,6 +2,7 @@
 batched conv update equals a loop over output positions written from the definition; conv BP
 equals autograd), the training loop on conv nets, their records, and a short MNIST run."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -172,10 +173,30 @@ def as_float32(*tensors):
             for t in tensors]
 
 
-@pytest.mark.parametrize("masked", [True, False])
-def test_float32_conv_pepita_equals_the_float64_loop(masked):
+@contextlib.contextmanager
+def onednn_off():
+    """oneDNN switched off: the path every device without it takes (conv2d, then ReLU).
+    (`torch.backends.mkldnn.flags` would also set its TF32 flag, with a warning.)"""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+@pytest.fixture
+def without_onednn():
+    with onednn_off():
+        yield
+
+
+@pytest.mark.parametrize("masked,onednn", [(True, True), (False, True), (True, False)])
+def test_float32_conv_pepita_equals_the_float64_loop(masked, onednn, request):
     """The float32 path (on the CPU: channels-last maps, oneDNN's convolution with the ReLU
-    fused in, pooling written channel-first) against the float64 loop over positions."""
+    fused in; without oneDNN conv2d then ReLU) against the float64 loop over positions."""
+    if not onednn:
+        request.getfixturevalue("without_onednn")
     weights, x, target, F, masks = make_conv_problem(seed=9, B=5, masks=masked)
     want = naive_conv_pepita(weights, x, target, F, 1.0, "modulated", masks)
     w32, x32, t32, F32, m32 = as_float32(weights, x, target, F, masks)
@@ -203,6 +224,9 @@ def test_conv_relu_and_layouts_keep_the_values(c_in, bias):
     want = torch.relu(nnf.conv2d(x.double(), W.double(), None if b is None else b.double()))
     with torch.no_grad():
         got = rules.common.conv_relu(x, W, b)
+        with onednn_off():
+            unfused = rules.common.conv_relu(x, W, b)
+    torch.testing.assert_close(unfused.double(), want, rtol=1e-5, atol=1e-5)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
     assert got.is_contiguous(memory_format=torch.channels_last)
