@@ -19,7 +19,7 @@ from .data import TensorData, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
 from .nets import Net, init_net
 from .rules import Factors, FirstLayerFeedback, make_rule
-from .rules.common import bias_update, forward_pass, weight_update
+from .rules.common import bias_update, forward_pass, maps_layout, weight_update
 
 HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
 # A mean batch loss above this (nats; chance on 10 classes is 2.3) or a non-finite one means the
@@ -108,8 +108,10 @@ class Trainer:
         self.step = 0  # completed steps
         self.callbacks = list(callbacks)
         self.progress = progress
-        self._masks = [torch.empty(config.batch_size, *shape, device=self.device)
-                       for shape in self.net.layer_shapes[:-1]]  # a conv layer: its whole map
+        # a conv layer: its whole map, laid out like the maps (a product of mixed layouts is
+        # several times slower), so the draw fills it in that memory order
+        self._masks = [maps_layout(torch.empty(config.batch_size, *shape, device=self.device))
+                       for shape in self.net.layer_shapes[:-1]]
         self.divergence: dict | None = None
 
     def state_dict(self) -> dict:
