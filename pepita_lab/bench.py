@@ -555,18 +555,24 @@ def format_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _shape_report(shape: dict) -> list[str]:
-    sizes = "-".join(map(str, shape["sizes"]))
-    lines = [f"{shape['name']}: {sizes}, batch {shape['batch_size']}",
-             f"  {'rule':<14} {'step ms':>9} {'IQR ms':>8} {'samples/s':>10} {'MFLOP/step':>11} "
-             f"{'GFLOP/s':>8} {'% peak':>7} {'mem MiB':>8}"]
-    for r in shape["rules"].values():
+def _step_rows(rules, memory: bool) -> list[str]:
+    """A header and one line per rule: step time, throughput, FLOP rate (and peak memory)."""
+    lines = [f"  {'rule':<14} {'step ms':>9} {'IQR ms':>8} {'samples/s':>10} {'MFLOP/step':>11} "
+             f"{'GFLOP/s':>8} {'% peak':>7}" + (f" {'mem MiB':>8}" if memory else "")]
+    for r in rules:
         t = r["step"]
         lines.append(f"  {r['label']:<14} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
                      f"{r['samples_per_s']:>10.0f} {r['flops_per_step'] / 1e6:>11.1f} "
-                     f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f} "
-                     f"{_mib(r['peak_memory_bytes']):>8}"
+                     f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f}"
+                     + (f" {_mib(r['peak_memory_bytes']):>8}" if memory else "")
                      + ("" if r["weights_finite"] else "  weights not finite"))
+    return lines
+
+
+def _shape_report(shape: dict) -> list[str]:
+    sizes = "-".join(map(str, shape["sizes"]))
+    lines = [f"{shape['name']}: {sizes}, batch {shape['batch_size']}",
+             *_step_rows(shape["rules"].values(), memory=True)]
     for bp in ("bp_autograd", "bp"):
         q = shape["ratios"][f"pepita_over_{bp}"]
         lines.append(f"  PEPITA / {shape['rules'][bp]['label']}: time {q['time_ratio']:.2f}x, "
@@ -591,14 +597,7 @@ def _shape_report(shape: dict) -> list[str]:
 def _conv_report(conv: dict) -> list[str]:
     lines = [f"{conv['name']}: the paper's conv net ({conv['preset']}), batch "
              f"{conv['batch_size']}; FLOPs from analysis.conv_step_cost",
-             f"  {'rule':<14} {'step ms':>9} {'IQR ms':>8} {'samples/s':>10} {'MFLOP/step':>11} "
-             f"{'GFLOP/s':>8} {'% peak':>7}"]
-    for r in conv["rules"].values():
-        t = r["step"]
-        lines.append(f"  {r['label']:<14} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
-                     f"{r['samples_per_s']:>10.0f} {r['flops_per_step'] / 1e6:>11.1f} "
-                     f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f}"
-                     + ("" if r["weights_finite"] else "  weights not finite"))
+             *_step_rows(conv["rules"].values(), memory=False)]
     for what, op in conv["conv_ops"].items():
         lines.append(f"  {what} alone: {1e3 * op['time']['median_s']:.3f} ms, "
                      f"{op['gflops']:.1f} GFLOP/s")
