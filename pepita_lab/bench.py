@@ -101,11 +101,29 @@ def _stats(per_call: list[float]) -> dict:
             "max_s": xs[-1], "blocks_s": per_call}
 
 
+def _own_usage():
+    """`resource.getrusage` of this process, or None where `resource` is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF)
+
+
+def minor_page_faults() -> int | None:
+    """This process's minor page faults so far (None where they are not counted)."""
+    usage = _own_usage()
+    return None if usage is None else usage.ru_minflt
+
+
 def time_calls(fn: Callable[[], object], device: torch.device, *, repeats: int,
                warmup: int = 3, block_seconds: float = 0.2) -> dict:
     """Seconds per call of `fn`: `warmup` untimed calls, an untimed calibration that picks the
     calls per block (doubling until a run lasts a quarter block), then `repeats` timed blocks,
-    each synchronised before and after. Returns `_stats` of the blocks plus `calls_per_block`."""
+    each synchronised before and after. Returns `_stats` of the blocks plus `calls_per_block`
+    and `page_faults_per_call` (minor faults of the process during the timed blocks, None
+    where not counted): hundreds a call mean the allocator handed freed memory back to the OS
+    and each call faults it in again, which can double a CPU time (docs/performance.md)."""
     for _ in range(warmup):
         fn()
     k = 1
@@ -121,6 +139,7 @@ def time_calls(fn: Callable[[], object], device: torch.device, *, repeats: int,
         k *= 2
     n = max(1, round(k * block_seconds / max(elapsed, 1e-9)))
     per_call = []
+    faults_before = minor_page_faults()
     for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
@@ -128,7 +147,19 @@ def time_calls(fn: Callable[[], object], device: torch.device, *, repeats: int,
             fn()
         synchronize(device)
         per_call.append((time.perf_counter() - start) / n)
-    return {**_stats(per_call), "calls_per_block": n}
+    faults = None if faults_before is None else (minor_page_faults() - faults_before) / (
+        repeats * n)
+    return {**_stats(per_call), "calls_per_block": n, "page_faults_per_call": faults}
+
+
+FAULTS_WORTH_SAYING = 20  # page faults a call: 20 x 4 KiB pages or more faulted in afresh
+
+
+def _faults_note(t: dict) -> str:
+    """A remark for a report line whose timing includes many page faults, else ''."""
+    faults = t.get("page_faults_per_call")
+    return (f"  {faults:.0f} page faults/call" if faults is not None
+            and faults >= FAULTS_WORTH_SAYING else "")
 
 
 def _rates(flops: int, t: dict) -> dict:
@@ -146,11 +177,10 @@ def peak_memory_bytes(device: torch.device) -> int | None:
     """See MEMORY_KIND: per measurement on CUDA, the whole process's peak RSS on the CPU."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    try:
-        import resource
-    except ImportError:  # not on Windows
+    usage = _own_usage()
+    if usage is None:
         return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = usage.ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS: bytes; Linux: KiB
 
 
@@ -565,7 +595,8 @@ def _step_rows(rules, memory: bool) -> list[str]:
                      f"{r['samples_per_s']:>10.0f} {r['flops_per_step'] / 1e6:>11.1f} "
                      f"{r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>7.1f}"
                      + (f" {_mib(r['peak_memory_bytes']):>8}" if memory else "")
-                     + ("" if r["weights_finite"] else "  weights not finite"))
+                     + ("" if r["weights_finite"] else "  weights not finite")
+                     + _faults_note(t))
     return lines
 
 
@@ -600,7 +631,7 @@ def _conv_report(conv: dict) -> list[str]:
              *_step_rows(conv["rules"].values(), memory=False)]
     for what, op in conv["conv_ops"].items():
         lines.append(f"  {what} alone: {1e3 * op['time']['median_s']:.3f} ms, "
-                     f"{op['gflops']:.1f} GFLOP/s")
+                     f"{op['gflops']:.1f} GFLOP/s" + _faults_note(op["time"]))
     lines += [f"  PEPITA / BP: time {conv['pepita_over_bp_time']:.2f}x, FLOPs "
               f"{conv['pepita_over_bp_flops']:.2f}x",
               f"  conv PEPITA GFLOP/s / FC PEPITA GFLOP/s (MNIST, batch 64): "
@@ -619,7 +650,8 @@ def _population_report(pop: dict) -> list[str]:
         lines.append(f"  {e['K']:>5} {1e3 * t['median_s']:>9.3f} {1e3 * t['iqr_s']:>8.3f} "
                      f"{e['member_samples_per_s']:>17.0f} {gain:>7} {e['gflops']:>8.1f} "
                      f"{100 * e['fraction_of_peak']:>7.1f}"
-                     + ("" if e["weights_finite"] else "  weights not finite"))
+                     + ("" if e["weights_finite"] else "  weights not finite")
+                     + _faults_note(t))
     return lines
 
 

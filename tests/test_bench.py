@@ -175,6 +175,32 @@ def test_time_calls_counts_warmup_and_blocks():
     assert t["calls_per_block"] == 1 and len(calls) == 2 + 1 + 4  # warm-up, calibration, blocks
 
 
+@pytest.mark.skipif(bench.minor_page_faults() is None, reason="no resource module")
+def test_time_calls_counts_page_faults_of_fresh_memory():
+    import mmap
+
+    pages = 256
+
+    def touch_fresh_pages():  # an anonymous mapping is faulted in page by page on first write
+        with mmap.mmap(-1, pages * mmap.PAGESIZE) as m:
+            for i in range(pages):
+                m[i * mmap.PAGESIZE] = 1
+
+    fresh = bench.time_calls(touch_fresh_pages, torch.device("cpu"), repeats=3, warmup=1,
+                             block_seconds=0.0)
+    assert fresh["page_faults_per_call"] >= pages
+    assert bench._faults_note(fresh) == f"  {fresh['page_faults_per_call']:.0f} page faults/call"
+    reused = bytearray(pages * mmap.PAGESIZE)
+
+    def touch_same_pages():
+        for i in range(pages):
+            reused[i * mmap.PAGESIZE] = 1
+
+    same = bench.time_calls(touch_same_pages, torch.device("cpu"), repeats=3, warmup=1,
+                            block_seconds=0.01)
+    assert same["page_faults_per_call"] < 1 and bench._faults_note(same) == ""
+
+
 def test_autograd_bp_takes_the_same_step_as_bp_by_hand():
     data = bench.random_data("mnist", 64, 64, torch.device("cpu"))
     trainer = Trainer(preset("paper-mnist", rule="bp", device="cpu"), data, progress=False)
