@@ -30,7 +30,7 @@ from . import __version__
 from .analysis import _INPUT_SIZE, _SPLIT_SIZES, conv_step_cost, step_cost
 from .config import COMPILE_MODES, PRECISIONS, ConfigError, preset
 from .data import TensorData
-from .devices import precision, resolve_device, synchronize
+from .devices import keep_freed_memory, precision, resolve_device, synchronize
 from .population import Population
 from .records import git_revision
 from .training import Trainer
@@ -523,6 +523,8 @@ def run_bench(quick: bool = False, device: str = "auto", repeats: int | None = N
                           f"{', '.join(PRECISIONS)} / {', '.join(COMPILE_MODES)}")
     s = _settings(quick, dev, repeats, precision, compile)
     results = {"schema": SCHEMA, "environment": _environment(dev), "settings": s}
+    if dev.type == "cpu":  # every figure under the trainers' allocator policy, from the first
+        results["environment"]["freed_memory_kept"] = keep_freed_memory()
     results["peak"] = peak = measure_peak(s["shapes"], dev, s, log)
     shapes = []
     for name in s["shapes"]:

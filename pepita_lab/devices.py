@@ -29,25 +29,30 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-_MALLOC_TUNED = False
+_MALLOC_TUNED: bool | None = None  # None: not tried yet
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse instead of handing them
-    back to the OS. A conv net's activation maps (MiBs each, allocated afresh every step)
-    otherwise cost thousands of page faults per step: measured on the CPU, a step of the paper's
-    MNIST conv net went from about 15 ms (4400 faults) to about 6 ms (none). Process-wide, done
-    once; a no-op without glibc."""
+    back to the OS; returns whether that is in effect (False without glibc). Activations
+    allocated afresh every step (MiBs for conv maps and large batches) otherwise cost up to
+    thousands of page faults a step: measured on the CPU, a step of the paper's MNIST conv net
+    went from about 15 ms (4400 faults) to about 6 ms (none), and the conv layer alone from
+    1.4-1.8 ms (340-500 faults) to 0.65 ms (docs/performance.md). Process-wide, done once;
+    the trainers and `pepita-lab bench` call it on the CPU. The cost: up to 1 GiB of freed
+    heap stays with the process."""
     global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-    except (OSError, AttributeError):
-        pass
+    if _MALLOC_TUNED is None:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap; M_TRIM_THRESHOLD:
+            # keep up to 1 GiB of free heap. mallopt returns 1 on success.
+            mmap_set = libc.mallopt(-3, 32 << 20) == 1
+            trim_set = libc.mallopt(-1, 1 << 30) == 1
+            _MALLOC_TUNED = mmap_set and trim_set
+        except (OSError, AttributeError):
+            _MALLOC_TUNED = False
+    return _MALLOC_TUNED
 
 
 # ---------------------------------------------------------------- speed settings

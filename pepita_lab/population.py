@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, validate
 from .data import TensorData, run_data
-from .devices import fast_step, precision, resolve_device, synchronize
+from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
 from .nets import Net, init_net
 from .rules import FEEDBACK_KIND, FirstLayerFeedback, bp_factors, make_rule, pepita_factors
 from .rules.backprop import chain_factors
@@ -122,6 +122,8 @@ class Population:
                               "conv nets one at a time (pepita_lab.train)")
         self.base, self.progress = base, progress
         self.device = resolve_device(base.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # as Trainer: no page faults every step
         if data is None:
             data = run_data(base, self.device)
         self.data = data.to(self.device)

@@ -88,8 +88,8 @@ class Trainer:
         if data is None:
             data = run_data(config, self.device)
         self.data = data.to(self.device)
-        if config.model == "conv" and self.device.type == "cpu":
-            keep_freed_memory()  # conv maps are large: reuse their memory, no page faults
+        if self.device.type == "cpu":
+            keep_freed_memory()  # reuse the activations' memory: no page faults every step
         self.net: Net = init_net(config, data.n_features, data.n_classes, self.device,
                                  image_shape=data.image_shape)
         self.velocity = [torch.zeros_like(p) for p in self.net.params()]

@@ -46,6 +46,7 @@ def test_results_are_strict_json_with_provenance(results):
         assert env[key] not in (None, "")
     assert env["device"] == "cpu" and env["torch"] == torch.__version__
     assert env["pepita_lab"] == pl.__version__ and env["git_revision"]
+    assert env["freed_memory_kept"] == pl.devices.keep_freed_memory()
     assert results["settings"]["quick"] is True
 
 

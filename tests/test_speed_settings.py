@@ -100,3 +100,40 @@ def test_compiled_steps_equal_eager_steps():
         assert b.abs().max() > 0
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(compiled.probs, eager.probs, rtol=1e-4, atol=1e-6)
+
+
+
+_BIG_BLOCK = """
+import ctypes, sys, torch
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "keep":
+    from pepita_lab.devices import keep_freed_memory
+    assert keep_freed_memory()
+a = torch.empty(5 << 20)  # 20 MiB
+mapped = libc.mallinfo2().hblkhd  # bytes in blocks mmapped on their own
+del a
+print(mapped >> 20, libc.mallinfo2().fordblks >> 20)  # MiB mapped, MiB of free heap kept
+"""
+
+
+@pytest.mark.skipif(not pl.devices.keep_freed_memory(), reason="needs glibc's mallopt")
+def test_trainers_allocator_policy_keeps_a_freed_20_mib_block():
+    """glibc's default puts a 20 MiB block in a mapping of its own and unmaps it when freed
+    (the next one is then faulted in page by page); after `keep_freed_memory` (what every
+    CPU trainer calls) it comes from the heap and stays there, free, for reuse."""
+    import subprocess
+    import sys
+
+    def mib_mapped_and_kept(mode):
+        out = subprocess.run([sys.executable, "-c", _BIG_BLOCK, mode], capture_output=True,
+                             text=True, check=True)
+        return tuple(int(v) for v in out.stdout.split())
+
+    mapped, kept = mib_mapped_and_kept("default")
+    assert mapped >= 20 and kept < 20
+    mapped, kept = mib_mapped_and_kept("keep")
+    assert mapped < 20 and kept >= 20
