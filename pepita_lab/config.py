@@ -242,4 +242,5 @@ def field_names() -> list[str]:
 
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "RULES", "DATASETS",
-           "IMAGE_SHAPES", "N_CLASSES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES", "field_names"]
+           "IMAGE_SHAPES", "N_CLASSES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
+           "field_names"]

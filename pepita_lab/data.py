@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import IMAGE_SHAPES, N_CLASSES
+from .config import DATASETS, IMAGE_SHAPES, N_CLASSES
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
+DATASET_NAMES = DATASETS  # the datasets load_data knows
 
 # name -> (torchvision class, subfolder of the root it reads, image shape (C, H, W), classes)
 _TORCHVISION = {

@@ -4,9 +4,8 @@ and run in-process, on a local Dask cluster, or on any Dask scheduler, with the 
 Points that share an architecture train together as one population (`train_population`; conv
 nets one after the other); each pack of points is one task for the engine. Every finished point
 is written at once to `OUT/points/<point id>.nc` (atomically), so a stopped sweep restarts
-where it was; the whole
-sweep is assembled into `OUT/sweep.nc` with the swept fields as dimensions. Optional successive
-halving stops hopeless points early and records where.
+where it was; the whole sweep is assembled into `OUT/sweep.nc` with the swept fields as
+dimensions. Optional successive halving stops hopeless points early and records where.
 """
 
 from __future__ import annotations
