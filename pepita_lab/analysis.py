@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import IMAGE_SHAPES, N_CLASSES, RULES, RunConfig
+from .config import IMAGE_SHAPES, INPUT_SIZES, N_CLASSES, RunConfig
 
 # ---------------------------------------------------------------- slowness
 
@@ -170,69 +170,26 @@ def format_table(df: pd.DataFrame, digits: int = 2, percent: bool = True) -> str
 # ---------------------------------------------------------------- cost model
 
 
-@dataclass
-class Cost:
-    """Work and memory of one training step (a model: see `step_cost`)."""
-
-    macs: int
-    activation_floats: int
-    activation_bytes: int  # float32
-
-
 def step_cost(rule: str, sizes, batch_size: int, *,
-              fused_first_layer: bool | str = "tracked") -> Cost:
-    """Multiply-accumulates and activation memory of one step of `rule` on an MLP.
+              fused_first_layer: bool | str = "tracked"):
+    """Multiply-accumulates and activation memory (`rules.Cost`) of one step of the rule named
+    `rule` on a fully connected net of `sizes = [d, n_1, ..., C]` units, from the rule's own
+    model (`Rule.step_cost`; PEPITA's `fused_first_layer` option says how its modulated first
+    layer is computed).
 
     A model, not a measurement: only the matrix products count (elementwise work such as
-    ReLU, softmax, dropout and the momentum update is ignored). `sizes = [d, n_1, ..., C]`,
-    W_l: (n_l, n_{l-1}), B = batch_size, P = sum_l n_l n_{l-1}, F = B P (one forward pass).
-
-    MACs:
-      bp, fa:     F + B P (weight grads) + B sum_{l>=2} n_l n_{l-1} (error sent down)
-      dfa, drtp:  F + B P + B C sum_{hidden l} n_l (direct projections of e or t)
-      pepita:     B d C (e F^T) + F (clean) + F' (modulated) + B P, where F' = F, or with
-                  `fused_first_layer` F - B d n_1 + n_1 d C + B C n_1: layer 1 of the
-                  modulated pass is W_1 x + (e (F^T W_1^T)). "auto" fuses when that is
-                  fewer MACs: C (d + B) < B d. "tracked" (what training uses, see
-                  `rules.FirstLayerFeedback`) keeps W_1 F current instead of recomputing
-                  it: F - B d n_1 + B C n_1 + B d C + B n_1 C, when that is fewer MACs
-                  than F' = F (`FirstLayerFeedback.saves_work`), else F' = F.
-    Activation floats kept during a step:
-      bp, fa, dfa, drtp:  B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one error layer)
-      pepita:  B sum_{l>=1} n_l (clean h_1..h_L) + B max_{l>=1} (n_{l-1} + n_l) (the modulated
-               pass streamed layer by layer, each update made as soon as its factors exist;
-               its h_0 is x_err, which replaces x). The training code keeps the whole
-               modulated pass instead, so this is the streamed bound, not its footprint.
+    ReLU, softmax, dropout and the momentum update is ignored). W_l: (n_l, n_{l-1}),
+    B = batch_size, P = sum_l n_l n_{l-1}, one forward pass = B P. The built-in rules:
+      bp, fa:     B P (forward) + B P (weight grads) + B sum_{l>=2} n_l n_{l-1} (error sent down)
+      dfa, drtp:  B P + B P + B C sum_{hidden l} n_l (direct projections of e or t)
+      pepita:     B d C (e F^T) + B P (clean) + the modulated pass + B P (`Pepita.step_cost`)
+    Activation floats kept during a step: B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one
+    error layer); PEPITA's streamed bound is in `Pepita.step_cost`.
     """
-    sizes = [int(n) for n in sizes]
-    B, d, C, n_1 = int(batch_size), sizes[0], sizes[-1], sizes[1]
-    pairs = [sizes[l] * sizes[l - 1] for l in range(1, len(sizes))]  # n_l n_{l-1}
-    forward = B * sum(pairs)
-    grads = B * sum(pairs)
-    if rule in ("bp", "fa"):
-        macs = forward + grads + B * sum(pairs[1:])
-    elif rule in ("dfa", "drtp"):
-        macs = forward + grads + B * C * sum(sizes[1:-1])
-    elif rule == "pepita":
-        modulated = forward
-        if fused_first_layer == "tracked":  # e (W_1 F)^T, then a F and delta^T (a F)
-            from .rules.pepita import FirstLayerFeedback  # torch: only for this branch
+    from .rules import get_rule  # torch: only when a cost is asked for
 
-            if FirstLayerFeedback.saves_work(d, n_1, C):
-                modulated += 2 * B * C * n_1 + B * d * C - B * d * n_1
-        else:
-            if fused_first_layer == "auto":
-                fused_first_layer = C * (d + B) < B * d
-            if fused_first_layer:
-                modulated += n_1 * d * C + B * C * n_1 - B * d * n_1
-        macs = B * d * C + forward + modulated + grads
-    else:
-        raise ValueError(f"rule={rule!r} is unknown; allowed: {', '.join(RULES)}")
-    if rule == "pepita":
-        floats = B * sum(sizes[1:]) + B * max(a + b for a, b in zip(sizes, sizes[1:]))
-    else:
-        floats = B * sum(sizes) + B * max(sizes[1:])
-    return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
+    return get_rule(rule).step_cost([int(n) for n in sizes], int(batch_size),
+                                    fused_first_layer=fused_first_layer)
 
 
 def _conv_layers(image_shape, conv_channels, kernel_size: int, pool: int, hidden,
@@ -259,10 +216,11 @@ def _conv_layers(image_shape, conv_channels, kernel_size: int, pool: int, hidden
 
 
 def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool: int,
-                   hidden, n_classes: int, batch_size: int) -> Cost:
+                   hidden, n_classes: int, batch_size: int):
     """`step_cost` for a conv net (conv layers of `conv_channels` k x k filters, stride 1, no
     padding, each followed by a `pool` max-pool, then fully connected `hidden`, then the
-    output): multiply-accumulates of the convolutions and products only, as `step_cost`.
+    output), from the rule's `conv_step_cost`: multiply-accumulates of the convolutions and
+    products only.
 
     Per sample, layer l costs M_l forward: c_out H' W' c_in k^2 for a conv layer, n_l n_{l-1}
     for a fully connected one. Its weight update costs M_l too (`conv2d_weight`), and so does
@@ -272,27 +230,24 @@ def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool
       pepita:     B (d C + P + P + P) (e F^T, both passes, the updates; never fused)
     Activation floats: B (d + sum_l u_l) for one pass, twice that for PEPITA's two.
     """
+    from .rules import get_rule
+
     d = math.prod(int(v) for v in image_shape)
     macs_per_layer, units, _ = _conv_layers(image_shape, conv_channels, kernel_size, pool,
                                             hidden, n_classes)
-    B, P = int(batch_size), sum(macs_per_layer)
-    if rule in ("bp", "fa"):
-        macs = B * (2 * P + sum(macs_per_layer[1:]))
-    elif rule in ("dfa", "drtp"):
-        macs = B * (2 * P + n_classes * sum(units[:-1]))
-    elif rule == "pepita":
-        macs = B * (d * n_classes + 3 * P)
-    else:
-        raise ValueError(f"rule={rule!r} is unknown; allowed: {', '.join(RULES)}")
-    floats = B * (d + sum(units)) * (2 if rule == "pepita" else 1)
-    return Cost(macs=macs, activation_floats=floats, activation_bytes=4 * floats)
+    return get_rule(rule).conv_step_cost(macs_per_layer, units, d, n_classes, int(batch_size))
 
 
-def cost_table(sizes, batch_size: int, rules=RULES, step_times: dict | None = None,
+def cost_table(sizes, batch_size: int, rules=None, step_times: dict | None = None,
                *, fused_first_layer: bool | str = "tracked") -> pd.DataFrame:
-    """`step_cost` of each rule: rule, macs, mflop (2 macs / 1e6), activation_kib; with
+    """`step_cost` of each rule (default: every registered one): rule, macs, mflop (2 macs /
+    1e6), activation_kib; with
     `step_times` (rule -> seconds per step, e.g. from `measure_step_time`) also step_ms and
     the gflops achieved (NaN for a rule without a time)."""
+    if rules is None:
+        from .rules import rule_names
+
+        rules = rule_names()
     rows = []
     for rule in rules:
         c = step_cost(rule, sizes, batch_size, fused_first_layer=fused_first_layer)
@@ -304,8 +259,6 @@ def cost_table(sizes, batch_size: int, rules=RULES, step_times: dict | None = No
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-_INPUT_SIZE = {name: math.prod(shape) for name, shape in IMAGE_SHAPES.items()}
 
 
 def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) -> float:
@@ -320,7 +273,7 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
     from .devices import synchronize
     from .training import Trainer
 
-    B, d = config.batch_size, _INPUT_SIZE[config.dataset]
+    B, d = config.batch_size, INPUT_SIZES[config.dataset]
     C = N_CLASSES[config.dataset]
     n = B * (steps + warmup)
     g = torch.Generator().manual_seed(config.seed)
@@ -341,42 +294,5 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
 
 
 __all__ = ["SlownessFit", "fit_slowness", "first_decay_epoch", "slowness", "final_values",
-           "summary_table", "format_table", "Cost", "step_cost", "conv_step_cost", "cost_table",
+           "summary_table", "format_table", "step_cost", "conv_step_cost", "cost_table",
            "measure_step_time"]
-
-
-# ---------------------------------------------------------------- memory
-
-_SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
-                "cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (5000, 1000)}
-
-
-def memory_estimate(config: RunConfig) -> dict[str, int]:
-    """Bytes a run of `config` needs on its device (float32), by part: the dataset as tensors,
-    the trained tensors with their momentum and the fixed feedback matrices, a training step's
-    activations (`step_cost` or `conv_step_cost`, doubled for the temporaries around it) and an
-    evaluation chunk. A conv net whose kernels do not fit its images counts as its fully
-    connected layers only (building it refuses it with a clear message)."""
-    d, C = _INPUT_SIZE[config.dataset], N_CLASSES[config.dataset]
-    n_train, n_test = _SPLIT_SIZES[config.dataset]
-    n_train = min(n_train, config.subset or n_train)
-    B, conv = config.batch_size, None
-    if config.model == "conv":
-        conv = (IMAGE_SHAPES[config.dataset], config.conv_channels, config.kernel_size,
-                config.pool, config.hidden)
-        try:
-            _, units, per_layer = _conv_layers(*conv, C)
-        except ValueError:  # kernels that do not fit the images
-            conv = None
-    if conv is None:
-        sizes = [d, *config.hidden, C]
-        units, per_layer = sizes[1:], [a * b for a, b in zip(sizes, sizes[1:])]
-        step = step_cost(config.rule, sizes, B).activation_bytes
-    else:
-        step = conv_step_cost(config.rule, *conv, C, B).activation_bytes
-    return {
-        "data": 4 * (n_train + n_test) * (d + 2),
-        "weights": 4 * (3 * sum(per_layer) + d * C),  # W, momentum, feedback (<= W's size), F
-        "step": 2 * step,
-        "evaluation": 4 * 2 * config.eval_batch_size * (d + sum(units)),
-    }

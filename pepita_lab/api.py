@@ -17,7 +17,8 @@ from .records import run_id
 from .store import (Run, RunStore, load_run, load_runs, read_checkpoint,
                     read_config, run_datasets)
 from .traces import Tracer
-from .training import Trainer
+from .preflight import check_memory
+from .training import Trainer, trains_as_population
 
 __all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]
 
@@ -44,39 +45,6 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
             store.close()
     return Run(trainer.config, history, activations, trainer.net, status,
                None if store is None else store.path)
-
-
-def available_memory(device) -> int:
-    """Bytes free on `device`: CUDA's free memory, or the host's available memory."""
-    import os
-
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def check_memory(config: RunConfig) -> None:
-    """Refuse, before anything is loaded, a run that cannot fit in its device's memory."""
-    from .analysis import memory_estimate
-
-    device = resolve_device(config.device)
-    parts = memory_estimate(config)
-    need, free = sum(parts.values()), available_memory(device)
-    if need > free:
-        detail = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in parts.items())
-        conv = (f"conv_channels={list(config.conv_channels)!r}, " if config.model == "conv"
-                else "")
-        raise ConfigError(f"{conv}hidden={list(config.hidden)!r} with batch_size="
-                          f"{config.batch_size} needs about {need / 2**30:.1f} GiB ({detail}) "
-                          f"but {device.type} has {free / 2**30:.1f} GiB available: use "
-                          "narrower or fewer layers (or a smaller batch)")
 
 
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,
@@ -137,12 +105,10 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
     """Train `configs` (one architecture; they may differ in seed, F scale, lr, sign and
     feedback scale) at once as one population with batched products; return one `Run` per
     member. With `out`, each member gets a run folder `out/<run id>` like a separate run's."""
-    from .population import Population
-
     configs = [validate(c) for c in configs]
     _check_trace_every(trace_every)
     check_memory(configs[0].replace(hidden=tuple(len(configs) * w for w in configs[0].hidden)))
-    pop = Population(configs, data, progress=progress)
+    pop = Trainer(list(configs), data, progress=progress)
     stores = []
     try:
         for member in pop.members:
@@ -174,9 +140,9 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
 def train_together(configs: list[RunConfig], *, out: str | Path | None = None,
                    **kwargs) -> list[Run]:
     """`configs` of one architecture as one population (`train_population`), or one run
-    after the other for conv nets, which populations do not take (each run in
-    `out/<run id>` either way); `kwargs` are `train_population`'s."""
-    if configs[0].model != "conv":
+    after the other where populations cannot take them (conv nets, rules without population
+    support); each run in `out/<run id>` either way; `kwargs` are `train_population`'s."""
+    if trains_as_population(configs[0]):
         return train_population(configs, out=out, **kwargs)
     if kwargs.get("data") is None:
         kwargs["data"] = run_data(configs[0], resolve_device(configs[0].device))
@@ -200,7 +166,7 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
 
     from tqdm.auto import tqdm
 
-    from .population import shared_settings
+    from .training import shared_settings
 
     _check_trace_every(trace_every)
     fields = list(axes)

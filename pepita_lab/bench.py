@@ -27,11 +27,10 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .analysis import _INPUT_SIZE, _SPLIT_SIZES, conv_step_cost, step_cost
-from .config import COMPILE_MODES, PRECISIONS, ConfigError, preset
+from .analysis import conv_step_cost, step_cost
+from .config import COMPILE_MODES, INPUT_SIZES, PRECISIONS, SPLIT_SIZES, ConfigError, preset
 from .data import TensorData
 from .devices import keep_freed_memory, precision, resolve_device, synchronize
-from .population import Population
 from .records import git_revision
 from .training import Trainer
 
@@ -192,7 +191,7 @@ def _matmul_shapes(shapes: list[str], large: int) -> list[dict]:
     out, seen = [], set()
     for name in shapes:
         dataset, B = SHAPES[name]
-        d = _INPUT_SIZE[dataset]
+        d = INPUT_SIZES[dataset]
         for what, m, k, n, lhs_t, rhs_t in (
                 ("forward", B, d, HIDDEN, False, True),  # x (B, d) @ W_1.T (d, n_1)
                 ("weight gradient", HIDDEN, B, d, True, False)):  # delta.T (n_1, B) @ h (B, d)
@@ -236,7 +235,7 @@ def measure_peak(shapes: list[str], device: torch.device, s: dict, log=None) -> 
 def random_data(dataset: str, n_train: int, n_test: int, device: torch.device,
                 seed: int = 0) -> TensorData:
     """Inputs uniform in [0, 1] and random labels, of `dataset`'s shape, made on `device`."""
-    d, C = _INPUT_SIZE[dataset], 100 if dataset == "cifar100" else 10
+    d, C = INPUT_SIZES[dataset], 100 if dataset == "cifar100" else 10
     g = torch.Generator(device=device).manual_seed(seed)
     x = torch.rand(n_train + n_test, d, generator=g, device=device)  # (N + M, d)
     y = torch.randint(0, C, (n_train + n_test,), generator=g, device=device)  # (N + M,)
@@ -353,7 +352,7 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
     size (quick: `epoch_samples`); also the evaluation alone and what the steps alone would
     take (`steps` is `measure_steps`'s result for the same shape)."""
     dataset, B = SHAPES[shape]
-    n_train, n_test = s["epoch_samples"] or _SPLIT_SIZES[dataset]
+    n_train, n_test = s["epoch_samples"] or SPLIT_SIZES[dataset]
     data = random_data(dataset, n_train, n_test, device, seed=1)
     out = {"train_samples": n_train, "test_samples": n_test, "rules": {}}
     for key in EPOCH_RULES:
@@ -452,7 +451,7 @@ def measure_population(device: torch.device, s: dict, peak_gflops: float, log=No
             log(f"population: K = {K}")
         scales = torch.logspace(-2, -1, K).tolist() if K > 1 else [0.05]
         configs = [_config("mnist", "pepita", B, device, s).replace(f_scale=f) for f in scales]
-        pop = Population(configs, data, progress=False)
+        pop = Trainer(configs, data, progress=False)
         batches = itertools.cycle([(data.x_train[i:i + B], pop.eye[data.y_train[i:i + B]])
                                    for i in range(0, data.x_train.shape[0] // B * B, B)])
         lr_col = torch.full((K, 1, 1), BENCH_LR, device=device)
@@ -473,7 +472,7 @@ def measure_population(device: torch.device, s: dict, peak_gflops: float, log=No
     for entry in out:
         entry["throughput_over_K1"] = None if one is None else entry[
             "member_samples_per_s"] / one
-    return {"net": f"{_INPUT_SIZE['mnist']}-{HIDDEN}-10", "batch_size": B, "rule": "pepita",
+    return {"net": f"{INPUT_SIZES['mnist']}-{HIDDEN}-10", "batch_size": B, "rule": "pepita",
             "sizes": out}
 
 

@@ -6,62 +6,49 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DATASETS, OUTPUT_ERRORS, PRESETS, RULES, ConfigError, RunConfig, preset
+from .config import (DATASETS, MEMBER_FIELDS, PRESETS, ConfigError, RunConfig, field_kind,
+                     field_names, preset)
 
-# CLI flag -> RunConfig field, for the flags that override a preset.
-TRAIN_FLAGS = {
-    "dataset": "dataset", "rule": "rule", "hidden": "hidden", "epochs": "epochs", "lr": "lr",
-    "batch_size": "batch_size", "f_scale": "f_scale", "seed": "seed", "device": "device",
-    "data_dir": "data_dir", "subset": "subset", "sign": "sign", "output_error": "output_error",
-    "keep_prob": "keep_prob", "momentum": "momentum", "lr_milestones": "lr_milestones",
-    "bias": "bias", "feedback_scale": "feedback_scale", "download": "download",
-    "model": "model", "conv_channels": "conv_channels", "kernel_size": "kernel_size",
-    "pool": "pool", "conv_update": "conv_update", "precision": "precision",
-    "compile": "compile",
-}
+class Parser(argparse.ArgumentParser):
+    """argparse with the lab's one-line errors (`pepita-lab: error: ...`, exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pepita-lab: error: {message} (see {self.prog} --help)\n")
+
+
+def _field_flag(p: argparse.ArgumentParser, f, grid: bool) -> None:
+    """The flag of RunConfig field `f`, typed and documented from the field; with `grid`, a
+    member field (see `config.setting`) takes several values: a population."""
+    kind, default = field_kind(f.name), getattr(RunConfig(), f.name)
+    flag = "--" + f.name.replace("_", "-")
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    doc = f.metadata["doc"]
+    if f.name == "rule":
+        from .rules import rule_names
+
+        doc += f": {', '.join(rule_names())}"
+    help_ = f"{doc} (default {shown})".replace("%", "%%")
+    if kind == "bool":
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        return
+    kw = {"type": {"int": int, "int?": int, "float": float, "ints": int}.get(kind, str),
+          "metavar": f.name.upper().replace("_", "-"), "help": help_}
+    if kind == "ints":
+        kw["nargs"] = "*"
+    elif grid and f.name in GRID_FLAGS:
+        kw["nargs"] = "+"
+        kw["help"] += "; several values train a population"
+    p.add_argument(flag, **kw)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """Every RunConfig field as a flag (`--f-scale` for f_scale ...), then the run's own."""
+    import dataclasses
+
     # Every default is None so that only flags the user gave override the preset.
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
-    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default mnist)")
-    p.add_argument("--rule", help=f"one of {', '.join(RULES)} (default pepita)")
-    p.add_argument("--hidden", type=int, nargs="*", metavar="WIDTH",
-                   help="fully connected hidden layer widths (default 1024; none for a conv "
-                        "net straight to the output)")
-    p.add_argument("--model", help="fc (default) or conv: conv layers, then the FC layers")
-    p.add_argument("--conv-channels", type=int, nargs="+", metavar="C",
-                   help="filters of each conv layer (default 32)")
-    p.add_argument("--kernel-size", type=int, help="conv kernel size (default 5)")
-    p.add_argument("--pool", type=int, help="max-pool size after each conv layer (default 2)")
-    p.add_argument("--conv-update", help="rule (default) or icml-code: the conv-layer update "
-                                         "of the authors' code (docs/conv.md)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, nargs="+", metavar="LR",
-                   help="learning rate (default 0.1); several values train a population")
-    p.add_argument("--lr-milestones", type=int, nargs="*", metavar="EPOCH",
-                   help="epochs after which lr is multiplied by 0.1 (default 60 90)")
-    p.add_argument("--momentum", type=float, help="(default 0.9)")
-    p.add_argument("--batch-size", type=int, help="(default 64)")
-    p.add_argument("--f-scale", type=float, nargs="+", metavar="SCALE",
-                   help="scale of PEPITA's F (default 0.05); several values train a population")
-    p.add_argument("--sign", type=float, help="modulation x + sign F e: 1 (default) or -1")
-    p.add_argument("--output-error", help=f"one of {', '.join(OUTPUT_ERRORS)}")
-    p.add_argument("--keep-prob", type=float, help="dropout keep probability (default 0.9)")
-    p.add_argument("--feedback-scale", type=float,
-                   help="scale of the FA / DFA / DRTP feedback matrices (default 1)")
-    p.add_argument("--bias", action="store_true", default=None, help="add biases to the net")
-    p.add_argument("--seed", type=int, nargs="+", metavar="SEED",
-                   help="(default 0); several values train a population")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--precision", help="fp32 (default), tf32 or bf16: the products' precision "
-                                       "(anything but fp32 changes results; docs/performance.md)")
-    p.add_argument("--compile", help="off (default), default, reduce-overhead (CUDA graphs on a "
-                                     "GPU) or max-autotune: torch.compile the rule's step")
-    p.add_argument("--data-dir", help="dataset folder (default $PEPITA_LAB_DATA, else ./data)")
-    p.add_argument("--no-download", dest="download", action="store_false", default=None,
-                   help="never try to download missing datasets")
-    p.add_argument("--subset", type=int, help="train on the first N training samples only")
+    for f in dataclasses.fields(RunConfig):
+        _field_flag(p, f, grid=True)
     p.add_argument("--out", help="run folder to write (config.json, history.nc, "
                                  "activations.nc, checkpoint.pt)")
     p.add_argument("--trace-every", type=int, metavar="N",
@@ -75,16 +62,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-GRID_FLAGS = ("f_scale", "lr", "seed")  # flags that take several values: a population
+# Flags that take several values (a population): the member fields that are single values.
+GRID_FLAGS = tuple(k for k in MEMBER_FIELDS if field_kind(k) != "ints")
 
 
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     """The preset (if any), then every flag the user gave, validated in one place; several
-    values of --f-scale / --lr / --seed give their grid, one config per point."""
+    values of a member field (--f-scale, --lr, --seed, ...) give their grid, one config per
+    point."""
     import itertools
 
-    overrides = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
-                 if getattr(args, flag, None) is not None}
+    overrides = {name: getattr(args, name) for name in field_names()
+                 if getattr(args, name, None) is not None}
     grid = {k: overrides.pop(k) for k in GRID_FLAGS if k in overrides}
     base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
     return [base.replace(**dict(zip(grid, values)))
@@ -190,8 +179,8 @@ def load_runs_quiet(paths, what="history"):
 
 
 def cmd_inspect(args) -> int:
-    from .api import load_run
     from .reports import describe_run
+    from .store import load_run  # reading a run: neither the loop nor the bench
 
     run = load_run(args.run_dir)
     print(describe_run(run.history, run.status))
@@ -199,7 +188,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .api import load_runs
+    from .store import load_runs
     from .reports import compare_runs
 
     print(compare_runs(load_runs(args.run_dirs), by=args.by))
@@ -207,26 +196,25 @@ def cmd_compare(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from .analysis import _INPUT_SIZE, measure_step_time
-    from .config import RunConfig
+    from .analysis import measure_step_time
+    from .config import INPUT_SIZES, N_CLASSES
     from .reports import cost_report
+    from .rules import rule_names
 
-    d = _INPUT_SIZE[args.dataset]
-    C = 100 if args.dataset == "cifar100" else 10
-    sizes = [d, *args.hidden, C]
+    sizes = [INPUT_SIZES[args.dataset], *args.hidden, N_CLASSES[args.dataset]]
     times = None
     if not args.no_measure:
         times = {rule: measure_step_time(RunConfig(rule=rule, dataset=args.dataset,
                                                    hidden=tuple(args.hidden),
                                                    batch_size=args.batch_size,
                                                    device=args.device))
-                 for rule in RULES}
+                 for rule in rule_names()}
     print(cost_report(sizes, args.batch_size, times))
     return 0
 
 
 def cmd_figures(args) -> int:
-    from .api import load_runs
+    from .store import load_runs
     from .plots import run_figures
 
     if len(args.run_dirs) == 1 and (Path(args.run_dirs[0]) / "sweep.nc").is_file():
@@ -346,8 +334,41 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The bench flags, for `pepita-lab bench` and `python -m pepita_lab.bench` (here, so that
+    building the parser does not import the benchmark harness)."""
+    from .config import COMPILE_MODES, PRECISIONS
+
+    p.add_argument("--quick", action="store_true",
+                   help="MNIST at batch 64 only, few repeats, small epochs (a smoke run)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="default auto: CUDA when present")
+    p.add_argument("--repeats", type=_positive_int, metavar="N",
+                   help="timed blocks per measurement (default 7; quick 3)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="products' precision of every step and of the peak (default fp32; "
+                        "tf32 for the dense TF32 peak of a GPU)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile every step (default off; reduce-overhead: CUDA graphs)")
+    return p
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pepita-lab", description=__doc__)
+    parser = Parser(prog="pepita-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run")
     _add_train_args(p)
@@ -434,10 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("bench", help="step and epoch times of every rule against the "
                                      "machine's matrix-product peak")
-    from . import bench
-
-    bench.add_arguments(p)
-    p.set_defaults(func=bench.run_from_args)
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("data", help="fill the data folder from a local mirror")
     p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
     p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")

@@ -11,12 +11,15 @@ import json
 import math
 from dataclasses import dataclass
 
-RULES = ("pepita", "bp", "fa", "dfa", "drtp")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
 # Each dataset's images (C, H, W) and classes; synthetic data: flat vectors of the default size.
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
                 "cifar100": (3, 32, 32), "synthetic": (1, 1, 32)}
 N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
+INPUT_SIZES = {name: math.prod(shape) for name, shape in IMAGE_SHAPES.items()}
+# (training, test) samples of each dataset (synthetic: the default teacher task's)
+SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
+               "cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (5000, 1000)}
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_ERRORS = ("modulated", "clean")
 F_DISTRIBUTIONS = ("uniform", "gaussian")
@@ -34,51 +37,71 @@ class ConfigError(ValueError):
     """A config field holds a value that is not allowed."""
 
 
+def setting(default, doc: str, *, member: bool = False, identity: bool = True,
+            join: str = ","):
+    """A `RunConfig` field and what the rest of the lab derives from it: `doc` is its help
+    (CLI flags, docs), `member` whether population members may differ in it (they then train
+    together), `identity` whether it changes what a run computes (then it is part of the run
+    id and a coordinate of the run's records; not so for where it runs), `join` the separator
+    of a tuple's values in a record's coordinate."""
+    factory = {"default_factory": lambda: default} if isinstance(default, list) else {
+        "default": default}
+    return dataclasses.field(**factory, metadata={"doc": doc, "member": member,
+                                                  "identity": identity, "join": join})
+
+
 @dataclass
 class RunConfig:
-    """Everything that defines a training run. Defaults are the paper's MNIST settings."""
+    """Everything that defines a training run. Defaults are the paper's MNIST settings. Each
+    field's `doc` (see `setting`) is its CLI help; `python -m pepita_lab.config` lists them."""
 
-    rule: str = "pepita"
-    dataset: str = "mnist"
-    # "fc": fully connected layers `hidden`; "conv": conv layers `conv_channels` (k x k kernels,
-    # no padding, ReLU, max-pool `pool`), then fully connected `hidden` (may be empty)
-    model: str = "fc"
-    hidden: tuple[int, ...] = (1024,)
-    bias: bool = False
-    conv_channels: tuple[int, ...] = (32,)
-    kernel_size: int = 5
-    pool: int = 2
-    # conv layers' PEPITA update: "rule" (the rule's convolutional form) or "icml-code" (the
-    # authors' conv code: opposite sign, mean over positions, divided by the batch twice)
-    conv_update: str = "rule"
-    epochs: int = 100
-    lr: float = 0.1
-    momentum: float = 0.9
-    batch_size: int = 64
-    lr_milestones: tuple[int, ...] = (60, 90)
-    lr_gamma: float = 0.1
-    keep_prob: float = 0.9  # dropout keep probability on hidden layers (1 = no dropout)
-    # PEPITA
-    f_scale: float = 0.05
-    f_distribution: str = "uniform"
-    sign: float = 1.0  # modulation x + sign * F e (ICML code: +1, ICLR code: -1)
-    output_error: str = "modulated"  # last layer's error: modulated pass or first ("clean")
-    # FA / DFA / DRTP: scale of the fixed random feedback matrices (He-uniform times this)
-    feedback_scale: float = 1.0
-    # run
-    seed: int = 0
-    device: str = "auto"
-    # products' precision: "fp32" (full, also cuDNN convolutions), "tf32" (TF32 products and
-    # convolutions on CUDA), "bf16" (forward passes and updates' products under bf16 autocast,
-    # weights and momentum in fp32); anything but fp32 changes results (docs/performance.md)
-    precision: str = "fp32"
-    # torch.compile of the rule's step: "off", or a torch.compile mode ("reduce-overhead" uses
-    # CUDA graphs on a GPU)
-    compile: str = "off"
-    data_dir: str | None = None
-    subset: int | None = None  # use only the first `subset` training samples
-    download: bool = True
-    eval_batch_size: int = 2000
+    rule: str = setting("pepita", "learning rule, by its registered name")
+    dataset: str = setting("mnist", "dataset: " + ", ".join(DATASETS))
+    model: str = setting("fc", "fc: fully connected layers `hidden`; conv: conv layers "
+                         "`conv_channels` (k x k kernels, no padding, ReLU, max-pool `pool`), "
+                         "then fully connected `hidden` (may be empty)")
+    hidden: tuple[int, ...] = setting((1024,), "fully connected hidden layer widths (none: a "
+                                      "conv net straight to the output)", join="x")
+    bias: bool = setting(False, "add biases to every layer")
+    conv_channels: tuple[int, ...] = setting((32,), "filters of each conv layer (model conv)",
+                                             join="x")
+    kernel_size: int = setting(5, "conv kernel size (model conv)")
+    pool: int = setting(2, "max-pool size after each conv layer (model conv)")
+    conv_update: str = setting("rule", "conv layers' PEPITA update: rule (the rule's "
+                               "convolutional form) or icml-code (the authors' conv code: "
+                               "opposite sign, mean over positions, divided by the batch "
+                               "twice; docs/conv.md)")
+    epochs: int = setting(100, "training epochs")
+    lr: float = setting(0.1, "learning rate", member=True)
+    momentum: float = setting(0.9, "SGD momentum as the paper's code: v = m v + lr dW; W -= v")
+    batch_size: int = setting(64, "training batch size")
+    lr_milestones: tuple[int, ...] = setting((60, 90), "epochs after which lr is multiplied by "
+                                             "lr_gamma", member=True)
+    lr_gamma: float = setting(0.1, "lr factor at each milestone", member=True)
+    keep_prob: float = setting(0.9, "dropout keep probability on hidden layers (1: no dropout)")
+    f_scale: float = setting(0.05, "PEPITA: scale of F (std f_scale sqrt(2/d))", member=True)
+    f_distribution: str = setting("uniform", "PEPITA: F's distribution: uniform or gaussian "
+                                  "(same std)", member=True)
+    sign: float = setting(1.0, "PEPITA: modulation x + sign F e (ICML code: 1, ICLR code: -1)",
+                          member=True)
+    output_error: str = setting("modulated", "PEPITA: last layer's error, from the modulated "
+                                "pass or the first (clean) pass")
+    feedback_scale: float = setting(1.0, "FA / DFA / DRTP: scale of the fixed random feedback "
+                                    "matrices (He-uniform times this)", member=True)
+    seed: int = setting(0, "seed of weights, F, feedback, data order and dropout", member=True)
+    device: str = setting("auto", "auto (CUDA when present), cpu or cuda", identity=False)
+    precision: str = setting("fp32", "products' precision: fp32 (full, also cuDNN "
+                             "convolutions), tf32 (TF32 products and convolutions on CUDA), "
+                             "bf16 (passes and updates' products under bf16 autocast, state "
+                             "in fp32); anything but fp32 changes results "
+                             "(docs/performance.md)")
+    compile: str = setting("off", "torch.compile of the rule's step: off, default, "
+                           "reduce-overhead (CUDA graphs on a GPU) or max-autotune")
+    data_dir: str | None = setting(None, "dataset folder (default $PEPITA_LAB_DATA, else "
+                                   "./data)", identity=False)
+    subset: int | None = setting(None, "train on the first N training samples only")
+    download: bool = setting(True, "download missing datasets", identity=False)
+    eval_batch_size: int = setting(2000, "chunk size of the test evaluation", identity=False)
 
     def replace(self, **changes) -> "RunConfig":
         """A copy with `changes` applied (validated)."""
@@ -95,7 +118,7 @@ class RunConfig:
         """The settings that change what a run computes (not where: device, data folder). A
         fully connected run leaves out the conv settings, so its identity (and run id) is what
         it was before conv nets existed."""
-        skip = ("device", "data_dir", "download", "eval_batch_size")
+        skip = tuple(f.name for f in dataclasses.fields(self) if not f.metadata["identity"])
         if self.model == "fc":
             skip += ("model",) + CONV_FIELDS
         skip += tuple(k for k, v in SPEED_DEFAULTS.items() if getattr(self, k) == v)
@@ -194,7 +217,9 @@ def _int_tuple(name, value, *, low):
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every field of `cfg`; return it normalised (tuples, floats) or raise ConfigError."""
-    cfg.rule = _choice("rule", cfg.rule, RULES)
+    from .rules import get_rule, rule_names  # the registry (imports torch)
+
+    cfg.rule = _choice("rule", cfg.rule, rule_names())
     cfg.dataset = _choice("dataset", cfg.dataset, DATASETS)
     cfg.model = _choice("model", cfg.model, MODELS)
     cfg.hidden = _int_tuple("hidden", cfg.hidden, low=1)
@@ -234,6 +259,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not isinstance(cfg.download, bool):
         _fail("download", cfg.download, "expected true or false")
     cfg.eval_batch_size = _int("eval_batch_size", cfg.eval_batch_size, low=1)
+    if cfg.model == "conv" and not get_rule(cfg.rule).conv:
+        _fail("rule", cfg.rule, "this rule takes fully connected nets only (model='fc')")
     return cfg
 
 
@@ -241,6 +268,60 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
 
 
-__all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "RULES", "DATASETS",
-           "IMAGE_SHAPES", "N_CLASSES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
-           "field_names"]
+def field_doc(name: str) -> str:
+    return _FIELDS[name].metadata["doc"]
+
+
+def field_kind(name: str) -> str:
+    """The type of field `name` as the CLI and sweeps read it: "bool", "int", "float", "str",
+    "ints" (a tuple of integers), "int?" / "str?" (may be None)."""
+    return _KINDS[_FIELDS[name].type]
+
+
+# Member fields: the settings population members may differ in (each member's own seed,
+# initial F and feedback, learning-rate schedule and modulation sign); all others are shared.
+MEMBER_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata["member"])
+# Identity fields: what changes a run's numbers; each is a coordinate of the run's records.
+IDENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata["identity"])
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_KINDS = {"bool": "bool", "int": "int", "float": "float", "str": "str",
+          "tuple[int, ...]": "ints", "int | None": "int?", "str | None": "str?"}
+
+
+def parse_field(name: str, text: str):
+    """A command-line / sweep value of field `name` read as the field's type (widths as
+    `256x128` or `256,128`; booleans as true/false/yes/no/1/0; `none` for optional fields);
+    ConfigError naming the field otherwise. Values are checked by `validate` afterwards."""
+    if name not in _FIELDS:
+        raise ConfigError(f"config field {name!r} is unknown; allowed: "
+                          f"{', '.join(field_names())}")
+    kind, text = field_kind(name), str(text).strip()
+    if kind.endswith("?") and text.lower() == "none":
+        return None
+    try:
+        if kind == "ints":
+            return tuple(int(v) for v in text.replace(",", "x").split("x") if v.strip())
+        if kind == "bool":
+            return {"true": True, "yes": True, "1": True, "false": False, "no": False,
+                    "0": False}[text.lower()]
+        if kind.startswith("int"):
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except (ValueError, KeyError):
+        expected = {"ints": "integers like 256x128", "bool": "true or false",
+                    "float": "a number"}.get(kind, "an integer")
+        raise ConfigError(f"{name}={text!r} is not allowed: expected {expected}") from None
+    return text
+
+
+__all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "DATASETS",
+           "IMAGE_SHAPES", "N_CLASSES", "INPUT_SIZES", "SPLIT_SIZES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
+           "MEMBER_FIELDS", "IDENTITY_FIELDS", "field_names", "field_doc", "field_kind",
+           "parse_field", "setting"]
+
+
+if __name__ == "__main__":  # the fields and their docs
+    for f in dataclasses.fields(RunConfig):
+        print(f"{f.name} ({f.type}, default {getattr(RunConfig(), f.name)!r}): "
+              f"{f.metadata['doc']}")

@@ -1,4 +1,11 @@
-"""Nets as plain tensors: weights, optional biases and the rule's fixed feedback.
+"""Nets as plain tensors (weights, optional biases and the rule's fixed feedback) and their
+forward pass, for one net or a population of K nets of one architecture.
+
+A net is a list of weights: conv layers first (4-D, `(out_c, in_c, k, k)`: conv2d, stride 1,
+no padding, then ReLU), then fully connected ones (2-D, `(out, in)`; a population's are 3-D,
+`(K, out, in)`), the last one the softmax output. A conv layer's output `h_l` (B, c, H', W') is
+where rules take their signals; the next layer sees it max-pooled by `pool` (and flattened if
+that layer is fully connected).
 
 Fully connected nets follow the paper's code: He-uniform `U(+-sqrt(6 / fan_in))` weights. Conv
 nets (conv layers, then fully connected ones) follow the authors' conv code, which keeps
@@ -14,10 +21,110 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.nn import functional as nnf
 
 from .config import ConfigError
-from .rules import FEEDBACK_KIND
-from .rules.common import conv_output_shape, is_conv, layer_shapes, pooled_shape
+from .kernels import conv_relu, max_pool, maps_layout
+
+
+# ---------------------------------------------------------------- forward pass
+
+
+def is_conv(W: Tensor) -> bool:
+    """A 4-D weight `(out_c, in_c, k, k)` is a conv layer (population weights are 3-D)."""
+    return W.dim() == 4
+
+
+def conv_output_shape(shape: tuple[int, int, int],
+                      weight_shape: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    """(c, H', W') of a conv layer (stride 1, no padding) with weight (c, c_in, kh, kw) on
+    maps of `shape` (c_in, H, W)."""
+    return (weight_shape[0], shape[1] - weight_shape[2] + 1, shape[2] - weight_shape[3] + 1)
+
+
+def pooled_shape(shape: tuple[int, int, int], pool: int) -> tuple[int, int, int]:
+    """(c, H // pool, W // pool): max-pooling drops the rows and columns that don't fit."""
+    return (shape[0], shape[1] // pool, shape[2] // pool)
+
+
+def layer_shapes(weights: list[Tensor], in_shape: tuple[int, ...],
+                 pool: int = 1) -> list[tuple[int, ...]]:
+    """The output shape of each layer, without the batch: (c, H', W') for a conv layer (before
+    its pooling), (out,) for a fully connected one; `in_shape` is (C, H, W) or (d,)."""
+    shapes, shape = [], tuple(in_shape)
+    for l, W in enumerate(weights):
+        if l > 0 and is_conv(weights[l - 1]):
+            shape = pooled_shape(shape, pool)
+        shape = conv_output_shape(shape, tuple(W.shape)) if is_conv(W) else (W.shape[0],)
+        shapes.append(shape)
+    return shapes
+
+
+def layer_input(h: Tensor, below: Tensor, W: Tensor, pool: int) -> Tensor:
+    """What layer W sees of the output `h` of the layer below (weight `below`): a conv
+    layer's output max-pooled (if `pool` > 1), flattened (channel-first) before a fully
+    connected layer."""
+    if not is_conv(below):
+        return h
+    if pool > 1:
+        h = max_pool(h, pool)  # (B, c, H' // pool, W' // pool)
+    return h if is_conv(W) else h.flatten(1)  # channel-first: a copy from channels-last maps
+
+
+def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
+                 biases: list[Tensor] | None = None, first_pre: Tensor | None = None,
+                 pool: int = 1, softmax: bool = True) -> tuple[list[Tensor], list[Tensor]]:
+    """`(hs, ins)`: layer outputs `[h_0 = x, h_1, ..., h_L]` (ReLU hidden layers times their
+    dropout masks, softmax output, or the logits if not `softmax`) and each layer's input
+    `ins[l]` (`h_l` itself, pooled and flattened after a conv layer). `first_pre`, if given, is
+    layer 1's pre-activation already computed. Conv maps are channels-last on the CPU
+    (`maps_layout`)."""
+    if is_conv(weights[0]):
+        x = maps_layout(x)
+    hs, ins = [x], []
+    h = x
+    L = len(weights)
+    for l, W in enumerate(weights):
+        a_in = h if l == 0 else layer_input(h, weights[l - 1], W, pool)
+        ins.append(a_in)
+        b = None if biases is None else biases[l]
+        a = first_pre if l == 0 and first_pre is not None else None
+        if l < L - 1:
+            if a is not None:
+                h = torch.relu(a)
+            elif is_conv(W):
+                h = conv_relu(a_in, W, b)  # (B, c, H', W')
+            else:
+                h = pre_activation(W, a_in, b).relu_()  # a fresh pre-activation: in place
+            if masks is not None:
+                h = h * masks[l]
+        else:
+            a = pre_activation(W, a_in, b) if a is None else a  # (B, C)
+            h = torch.softmax(a, dim=-1) if softmax else a
+        hs.append(h)
+    return hs, ins
+
+
+def forward(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
+            biases: list[Tensor] | None = None, first_pre: Tensor | None = None,
+            pool: int = 1) -> list[Tensor]:
+    """Activations `[h_0 = x, h_1, ..., h_L]`: ReLU hidden layers (times their dropout masks),
+    softmax output. `first_pre`, if given, is layer 1's pre-activation already computed."""
+    return forward_pass(weights, x, masks, biases, first_pre, pool)[0]
+
+
+def pre_activation(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
+    """`x W^T + b`, or `conv2d(x, W) + b` for a conv layer. Also for a population: W (K, out,
+    in), x (B, in) or (K, B, in), b (K, 1, out)."""
+    if is_conv(W):
+        return nnf.conv2d(maps_layout(x), W, b)  # (B, out_c, H - k + 1, W - k + 1)
+    if b is None:
+        return x @ W.mT
+    return torch.addmm(b, x, W.T) if W.dim() == 2 else torch.baddbmm(b, x.expand(
+        W.shape[0], *x.shape[-2:]), W.mT)
+
+
+# ---------------------------------------------------------------- nets
 
 
 @dataclass
@@ -96,26 +203,6 @@ def init_F(d: int, n_classes: int, f_scale: float, generator: torch.Generator,
     return he_uniform((d, n_classes), d, generator, f_scale)
 
 
-def init_feedback(rule: str, sizes: list[int], generator: torch.Generator,
-                  scale: float = 1.0) -> list[Tensor]:
-    """Fixed random feedback, drawn like the forward weights they stand in for (He-uniform over
-    the forward fan-in, times `scale`): FA gets matrices shaped like `weights[1:]`, DFA / DRTP one
-    (C, n_l) per hidden layer (so with one hidden layer, DFA and FA coincide)."""
-    shapes = [(sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)]
-    return _feedback(rule, shapes, sizes, generator, scale, he_uniform)
-
-
-def _feedback(rule, weight_shapes, sizes, generator, scale, draw) -> list[Tensor]:
-    """FA: one tensor shaped like each of `weight_shapes[1:]`; DFA / DRTP: (C, n_l) for each
-    hidden layer of `sizes` units; drawn by `draw` over the forward fan-in."""
-    kind = FEEDBACK_KIND[rule]
-    if kind == "chain":
-        return [draw(s, math.prod(s[1:]), generator, scale) for s in weight_shapes[1:]]
-    if kind == "direct":
-        return [draw((sizes[-1], n), n, generator, scale) for n in sizes[1:-1]]
-    return []
-
-
 def conv_shapes(config, image_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     """The output shape (c, H', W') of each conv layer of `config` on `image_shape` images;
     ConfigError if the kernels and pools shrink the maps below one pixel."""
@@ -131,6 +218,14 @@ def conv_shapes(config, image_shape: tuple[int, int, int]) -> list[tuple[int, in
         shapes.append(out)
         shape = pooled_shape(out, config.pool)
     return shapes
+
+
+def rule_of(config):
+    """The registered rule of `config` (imported here: the rules build on the forward pass
+    above, so this module cannot import them at its top)."""
+    from .rules import get_rule
+
+    return get_rule(config.rule)
 
 
 def init_net(config, d: int, n_classes: int, device="cpu",
@@ -158,5 +253,5 @@ def init_net(config, d: int, n_classes: int, device="cpu",
     biases = [torch.zeros(s[0]) for s in shapes] if config.bias else None
     # F is drawn for every rule so a run's F depends only on its seed, whatever the rule.
     F = init_F(d, n_classes, config.f_scale, g, config.f_distribution)
-    feedback = _feedback(config.rule, shapes, sizes, g, config.feedback_scale, draw)
+    feedback = rule_of(config).init_feedback(shapes, sizes, g, config.feedback_scale, draw)
     return Net(weights, biases, F, feedback, image_shape, pool).to(device)

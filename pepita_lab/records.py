@@ -18,11 +18,11 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import RunConfig
+from .config import IDENTITY_FIELDS, RunConfig, field_kind
 
-# Settings that become coordinates along `run` (the rest stay in the JSON config attribute).
-RUN_COORDS = ("rule", "dataset", "model", "hidden", "f_scale", "lr", "batch_size", "seed",
-              "sign", "output_error", "keep_prob", "momentum", "epochs", "feedback_scale", "bias")
+# Settings that become coordinates along `run`: every field that changes what a run computes
+# (the rest, such as the device, stay in the JSON config attribute).
+RUN_COORDS = IDENTITY_FIELDS
 
 VARIABLE_ATTRS = {
     "epoch_lr": ("1", "learning rate used during the epoch (after lr decays)"),
@@ -87,17 +87,28 @@ def run_id(config: RunConfig) -> str:
             f"-s{config.seed}-{digest}")
 
 
+def coord_value(config: RunConfig, name: str):
+    """Field `name` of `config` as a netCDF coordinate value: tuples as text (widths
+    `1024x512`, milestones `60,90`), booleans as 0 / 1, an unset `subset` as 0 (every
+    sample)."""
+    import dataclasses
+
+    v = getattr(config, name)
+    if isinstance(v, tuple):
+        sep = next(f for f in dataclasses.fields(config) if f.name == name).metadata["join"]
+        return sep.join(map(str, v))
+    if isinstance(v, bool):
+        return int(v)
+    if v is None:
+        return 0 if field_kind(name) == "int?" else ""
+    return v
+
+
 def run_coords(config: RunConfig) -> dict:
     """The run's hyperparameters as coordinates along a length-1 `run` dimension."""
-    d = config.to_dict()
     coords = {"run": ("run", [run_id(config)])}
     for k in RUN_COORDS:
-        v = d[k]
-        if k == "hidden":
-            v = "x".join(map(str, v))
-        elif isinstance(v, bool):
-            v = int(v)
-        coords[k] = ("run", [v])
+        coords[k] = ("run", [coord_value(config, k)])
     coords["depth"] = ("run", [config.n_layers - 1])  # hidden layers, conv ones included
     return coords
 

@@ -22,13 +22,15 @@ PAPER_TEST_ACC = {"mnist": {"pepita": 98.0}, "cifar10": {"pepita": 52.6},
 PRESET_OF = {"mnist": "paper-mnist", "fashion-mnist": "paper-fashion-mnist",
              "cifar10": "paper-cifar10", "cifar100": "paper-cifar100",
              "synthetic": "paper-mnist"}  # synthetic: the MNIST settings, for quick checks
-RULES_OF_MODEL = {"fc": ("pepita", "bp", "fa", "drtp"), "conv": ("pepita", "bp")}
-# DRTP's hidden updates never shrink (the target does not), so its hidden weights keep growing
-# and at the paper's lr 0.1 a mean batch loss passes the divergence limit (20 nats) within the
-# first epoch at every feedback scale tried (1, 0.1, 0.01). A 5-epoch MNIST sweep of lr x
-# feedback scale (docs/results/README.md) completed only at lr 0.001 (feedback scale 0.01:
-# 90.8 %, 0.1: 89.3 %) and lr 0.01 (0.01: 90.7 %); the slowest-growing of the best is used.
-RULE_OVERRIDES = {"drtp": {"lr": 0.001, "feedback_scale": 0.01}}
+MODELS = ("fc", "conv")
+
+
+def table1_rules(model: str) -> list:
+    """The registered rules whose Table 1 reproduction includes `model` (`Rule.table1_models`;
+    settings that differ from the paper's in `Rule.paper_overrides`)."""
+    from .rules import get_rule, rule_names
+
+    return [get_rule(name) for name in rule_names() if model in get_rule(name).table1_models]
 
 
 @dataclass
@@ -41,24 +43,25 @@ class Plan:
 
 def table1_plan(dataset: str, *, seeds: int = 3, baseline_seeds: int | None = None,
                 model: str = "fc", out: str | Path = "results/table1", **overrides) -> Plan:
-    """PEPITA and BP over `seeds` seeds, FA and DRTP over `baseline_seeds` (default: the same),
-    each with the paper's settings for `dataset` plus `overrides` (epochs, subset, ...)."""
+    """The Table 1 rules of `model` (PEPITA and BP over `seeds` seeds, the baselines FA and
+    DRTP over `baseline_seeds`, default the same), each with the paper's settings for `dataset`
+    plus the rule's own `paper_overrides` plus `overrides` (epochs, subset, ...)."""
     if dataset not in PRESET_OF:
         raise ConfigError(f"dataset={dataset!r} is not allowed: expected one of "
                           f"{', '.join(PRESET_OF)}")
-    if model not in RULES_OF_MODEL:
+    if model not in MODELS:
         raise ConfigError(f"model={model!r} is not allowed: expected fc or conv")
     if seeds < 1 or (baseline_seeds is not None and baseline_seeds < 1):
         raise ConfigError(f"seeds={seeds!r} is not allowed: expected an integer >= 1")
     baseline_seeds = seeds if baseline_seeds is None else baseline_seeds
     overrides = {k: v for k, v in overrides.items() if v is not None}
     runs = []
-    for rule in RULES_OF_MODEL[model]:
-        for seed in range(seeds if rule in ("pepita", "bp") else baseline_seeds):
+    for rule in table1_rules(model):
+        for seed in range(baseline_seeds if rule.baseline else seeds):
             name = PRESET_OF[dataset] + ("-conv" if model == "conv" else "")
-            config = preset(name, dataset=dataset, rule=rule, seed=seed,
-                            **{**RULE_OVERRIDES.get(rule, {}), **overrides})
-            runs.append((f"{model}-{rule}-s{seed}", config))
+            config = preset(name, dataset=dataset, rule=rule.name, seed=seed,
+                            **{**rule.paper_overrides, **overrides})
+            runs.append((f"{model}-{rule.name}-s{seed}", config))
     return Plan(Path(out), runs)
 
 

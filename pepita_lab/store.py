@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import xarray as xr
@@ -24,8 +25,10 @@ from .config import ConfigError, RunConfig
 from .nets import Net
 from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
                       with_run_coords, write_json, write_netcdf)
-from .traces import Tracer
-from .training import Trainer
+
+if TYPE_CHECKING:  # reading a run needs neither the loop nor the tracer
+    from .traces import Tracer
+    from .training import Member
 
 CONFIG_FILE, HISTORY_FILE = "config.json", "history.nc"
 ACTIVATIONS_FILE, CHECKPOINT_FILE, LOCK_FILE = "activations.nc", "checkpoint.pt", ".lock"
@@ -56,7 +59,7 @@ class Run:
         return float(self.history.test_acc.isel(run=0, epoch=-1))
 
 
-def run_datasets(trainer: Trainer, tracer: Tracer | None,
+def run_datasets(trainer: "Member", tracer: "Tracer | None",
                  status: str) -> tuple[xr.Dataset, xr.Dataset | None]:
     """The history and activation datasets of a trainer's run so far."""
     h = trainer.history
@@ -73,7 +76,7 @@ def run_datasets(trainer: Trainer, tracer: Tracer | None,
     return history, activations
 
 
-def save_checkpoint(trainer: Trainer, path: Path) -> None:
+def save_checkpoint(trainer: "Member", path: Path) -> None:
     buf = io.BytesIO()
     torch.save(trainer.state_dict(), buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -98,7 +101,7 @@ class RunStore:
     """Training callback that rewrites the run folder after every epoch."""
 
     path: Path
-    tracer: Tracer | None = None
+    tracer: "Tracer | None" = None
     _lock: int | None = field(default=None, repr=False)
 
     def open(self, config: RunConfig) -> None:
@@ -112,14 +115,14 @@ class RunStore:
             os.close(self._lock)
             self._lock = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: "Member") -> None:
         if trainer.epoch == 0:  # a first good checkpoint, should epoch 1 already diverge
             self.save(trainer, "running", checkpoint=True)
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: "Member") -> None:
         self.save(trainer, "running", checkpoint=True)
 
-    def save(self, trainer: Trainer, status: str, *, checkpoint: bool):
+    def save(self, trainer: "Member", status: str, *, checkpoint: bool):
         """Write the datasets with `status`; the checkpoint only for a complete epoch (a run
         stopped or diverged mid-epoch keeps the last good one)."""
         history, activations = run_datasets(trainer, self.tracer, status)

@@ -128,7 +128,7 @@ def run_pack(configs: list[RunConfig], threads: int = 1) -> list[xr.Dataset]:
 def packs(configs: list[RunConfig], pack_size: int, n_workers: int = 1) -> list[list[RunConfig]]:
     """Points grouped by architecture, each group cut into packs, enough to keep every worker
     busy and at most `pack_size` points each."""
-    from .population import shared_settings
+    from .training import shared_settings
 
     groups: dict[str, list[RunConfig]] = {}
     for c in configs:

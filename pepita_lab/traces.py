@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .nets import Net
-from .rules import FEEDBACK_KIND, bp_factors, forward_pass, pepita_factors, updates_from_factors
+from .nets import Net, forward_pass
+from .rules import Rule, bp_factors, pepita_factors, updates_from_factors
 
 PROBE_BATCH = 256  # training samples on which update alignment and norms are measured
 PROBE_SAMPLES = 16  # test samples whose activations are kept
@@ -66,12 +66,13 @@ def f_angle(net: Net) -> float:
 
 
 @torch.no_grad()
-def feedback_angles(net: Net, rule: str) -> list[float]:
+def feedback_angles(net: Net, rule: Rule) -> list[float]:
     """Per layer: the angle between a feedback matrix and the forward map it stands in for
-    (FA: `B_l` vs `W_{l+1}`, a conv kernel too; DFA / DRTP: `B_l` vs `W_L ... W_{l+1}`); NaN
-    where there is none (DFA / DRTP below a conv layer: no end-to-end matrix)."""
+    (chain feedback, as FA: `B_l` vs `W_{l+1}`, a conv kernel too; direct feedback, as DFA /
+    DRTP: `B_l` vs `W_L ... W_{l+1}`); NaN where there is none (direct feedback below a conv
+    layer: no end-to-end matrix)."""
     L = len(net.weights)
-    kind = FEEDBACK_KIND[rule]
+    kind = rule.feedback
     out = [math.nan] * L
     for l, B in enumerate(net.feedback):
         if kind == "chain":
@@ -82,9 +83,10 @@ def feedback_angles(net: Net, rule: str) -> list[float]:
 
 
 @torch.no_grad()
-def layer_traces(net: Net, rule_step, rule: str, x: Tensor, target: Tensor) -> dict:
-    """Norms, BP alignment and feedback angles on one probe batch (no dropout)."""
-    dW = updates_from_factors(rule_step(net, x, target, None))
+def layer_traces(net: Net, rule: Rule, settings, x: Tensor, target: Tensor) -> dict:
+    """Norms, BP alignment and feedback angles on one probe batch (no dropout); `settings`:
+    the run's config."""
+    dW = updates_from_factors(rule.factors(net, x, target, None, settings))
     f = bp_factors(net.weights, net.shape_input(x), target, None, net.biases, net.pool)
     grads = updates_from_factors(f)
     probs = f.probs
@@ -141,7 +143,7 @@ class Tracer:
             self.on_epoch_end(trainer)
 
     def _traces(self, trainer) -> dict:
-        return layer_traces(trainer.net, trainer.rule, trainer.config.rule, self.probe_x,
+        return layer_traces(trainer.net, trainer.rule, trainer.config, self.probe_x,
                             self.probe_t)
 
     def on_step_end(self, trainer, factors) -> None:

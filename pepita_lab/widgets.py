@@ -19,7 +19,8 @@ import xarray as xr
 
 from . import plots
 from .api import Run, run_datasets, train
-from .config import DATASETS, RULES, ConfigError, RunConfig, validate
+from .config import DATASETS, ConfigError, RunConfig, validate
+from .rules import rule_names
 from .traces import Tracer
 
 WIDTHS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -90,7 +91,7 @@ class Explorer:
     def _make_controls(self, base: RunConfig) -> dict[str, W.Widget]:
         log = dict(base=10, step=0.05, continuous_update=False, readout_format=".3g")
         c = {
-            "rule": W.Dropdown(options=RULES, value=base.rule, description="rule"),
+            "rule": W.Dropdown(options=rule_names(), value=base.rule, description="rule"),
             "dataset": W.Dropdown(options=DATASETS, value=base.dataset, description="dataset"),
             "f_scale": W.FloatLogSlider(value=base.f_scale, min=-3, max=1,
                                         description="F scale", **log),

@@ -211,7 +211,7 @@ def test_autograd_bp_takes_the_same_step_as_bp_by_hand():
     trainer.velocity = [v.clone() for v in velocity]
     x, y = data.x_train, data.y_train
     masks = trainer.dropout_masks(64)
-    trainer.apply(trainer.rule(trainer.net, x, trainer.eye[y], masks), 0.1)
+    trainer.apply(trainer.factors(x, trainer.eye[y], masks), 0.1)
     bench.bp_autograd_step(weights, velocity, x, y, masks, 0.1, 0.9)
     for W, W_hand, v, v_hand in zip(weights, trainer.net.weights, velocity, trainer.velocity):
         torch.testing.assert_close(W.detach(), W_hand, rtol=1e-5, atol=1e-6)

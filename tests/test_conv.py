@@ -12,7 +12,7 @@ import xarray as xr
 from torch.nn import functional as nnf
 
 import pepita_lab as pl
-from pepita_lab import rules
+from pepita_lab import kernels, rules
 from pepita_lab.config import ConfigError, RunConfig, preset
 from pepita_lab.data import TensorData
 from pepita_lab.rules import (bp_factors, bp_updates, dfa_updates, drtp_updates, fa_updates,
@@ -223,16 +223,16 @@ def test_conv_relu_and_layouts_keep_the_values(c_in, bias):
     b = torch.randn(6, generator=g) if bias else None
     want = torch.relu(nnf.conv2d(x.double(), W.double(), None if b is None else b.double()))
     with torch.no_grad():
-        got = rules.common.conv_relu(x, W, b)
+        got = kernels.conv_relu(x, W, b)
         with onednn_off():
-            unfused = rules.common.conv_relu(x, W, b)
+            unfused = kernels.conv_relu(x, W, b)
     torch.testing.assert_close(unfused.double(), want, rtol=1e-5, atol=1e-5)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
     assert got.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(rules.common.maps_layout(x), x)
+    assert torch.equal(kernels.maps_layout(x), x)
     for pool in (2, 3):
-        assert torch.equal(rules.common.max_pool(got, pool), nnf.max_pool2d(got, pool))
+        assert torch.equal(kernels.max_pool(got, pool), nnf.max_pool2d(got, pool))
 
 
 def test_icml_code_conv_update_equals_its_loop():
@@ -403,7 +403,7 @@ def test_fused_momentum_step_equals_pure_rule_on_a_conv_net(rule):
         for W, v, d in zip(weights, velocity, dW):
             v.mul_(0.9).add_(d, alpha=cfg.lr)
             W.sub_(v)
-        trainer.apply(trainer.rule(net, x, target, masks), cfg.lr)
+        trainer.apply(trainer.factors(x, target, masks), cfg.lr)
     for W_loop, W_pure, W_0 in zip(net.weights, weights, initial):
         torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(W_loop, W_0)

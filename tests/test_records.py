@@ -65,8 +65,7 @@ def test_fa_with_true_weights_aligns_perfectly():
     net = Net(weights, None, torch.randn(6, 3, generator=g), [W.clone() for W in weights[1:]])
     x = torch.rand(20, 6, generator=g)
     target = torch.eye(3)[torch.randint(0, 3, (20,), generator=g)]
-    step = rules.make_rule(pl.RunConfig(rule="fa"))
-    t = layer_traces(net, step, "fa", x, target)
+    t = layer_traces(net, rules.get_rule("fa"), pl.RunConfig(rule="fa"), x, target)
     np.testing.assert_allclose(t["bp_cosine"], 1.0, atol=1e-5)
     np.testing.assert_allclose(t["feedback_angle"][:2], 0.0, atol=0.05)
 
@@ -104,7 +103,7 @@ def test_f_angle_equals_direct_computation():
                                   / np.linalg.norm(M) / np.linalg.norm(F.numpy())))
     assert f_angle(net) == pytest.approx(want, abs=1e-4)
     B = [torch.randn(3, 4, generator=g)]
-    dfa_angle = feedback_angles(Net([W1, W2], None, F, B), "dfa")[0]
+    dfa_angle = feedback_angles(Net([W1, W2], None, F, B), rules.get_rule("dfa"))[0]
     want_dfa = math.degrees(math.acos(cos(W2, B[0])))
     assert dfa_angle == pytest.approx(want_dfa, abs=1e-4)
 

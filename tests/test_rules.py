@@ -1,23 +1,18 @@
-"""Oracle tests: each rule's batched update against a naive per-sample loop written straight
-from the equations in docs/pepita.md, and BP against autograd."""
+"""Oracle tests: each rule's batched update against its readable per-sample form written
+straight from the equations in docs/pepita.md (`pepita_lab.rules.reference`), and BP against
+autograd."""
 
 import pytest
 import torch
 
 from pepita_lab.rules import (FirstLayerFeedback, bp_updates, dfa_updates, drtp_updates,
-                              fa_updates, pepita_factors, pepita_updates, updates_from_factors)
+                              fa_updates, get_rule, pepita_factors, pepita_updates,
+                              updates_from_factors)
+from pepita_lab.rules.reference import (backward_reference, bp_reference, fa_reference,
+                                        pepita_reference)
 
 D = torch.float64  # oracles compare to 1e-10, not to float32 noise
 SIZES = [7, 6, 5, 4]  # d, two hidden layers, C
-
-
-def relu(v):
-    return torch.clamp(v, min=0.0)
-
-
-def softmax(v):
-    z = torch.exp(v - v.max())
-    return z / z.sum()
 
 
 def make_problem(seed=0, B=5, sizes=SIZES):
@@ -30,50 +25,6 @@ def make_problem(seed=0, B=5, sizes=SIZES):
     F = torch.randn(sizes[0], sizes[-1], generator=g, dtype=D) * 0.5
     masks = [(torch.rand(B, n, generator=g, dtype=D) < 0.7).double() / 0.7 for n in sizes[1:-1]]
     return weights, x, target, F, masks
-
-
-def naive_forward(weights, x, masks, b):
-    """One sample: h_l = relu(W_l h_{l-1}) * m_l, softmax at the top."""
-    hs = [x]
-    for l, W in enumerate(weights):
-        a = W @ hs[-1]
-        if l < len(weights) - 1:
-            h = relu(a)
-            hs.append(h * masks[l][b] if masks is not None else h)
-        else:
-            hs.append(softmax(a))
-    return hs
-
-
-def naive_pepita(weights, x, target, F, sign, output_error, masks):
-    B, L = x.shape[0], len(weights)
-    dW = [torch.zeros_like(W) for W in weights]
-    for b in range(B):
-        hs = naive_forward(weights, x[b], masks, b)
-        e = hs[-1] - target[b]
-        x_err = x[b] + sign * (F @ e)
-        hs_err = naive_forward(weights, x_err, masks, b)
-        e_err = hs_err[-1] - target[b]
-        for l in range(L - 1):
-            dW[l] += torch.outer(hs[l + 1] - hs_err[l + 1], hs_err[l])
-        e_out = e_err if output_error == "modulated" else e
-        dW[-1] += torch.outer(e_out, hs_err[L - 1])
-    return [d / B for d in dW]
-
-
-def naive_backward(weights, x, target, carry):
-    """One backward pass per sample; `carry(l, delta_next, e, t)` gives dL/dh_l."""
-    B, L = x.shape[0], len(weights)
-    dW = [torch.zeros_like(W) for W in weights]
-    for b in range(B):
-        hs = naive_forward(weights, x[b], None, b)
-        e = hs[-1] - target[b]
-        delta = e
-        dW[-1] += torch.outer(delta, hs[L - 1])
-        for l in range(L - 2, -1, -1):
-            delta = carry(l, delta, e, target[b]) * (hs[l + 1] > 0).double()
-            dW[l] += torch.outer(delta, hs[l])
-    return [d / B for d in dW]
 
 
 def assert_all_close(got, want):
@@ -91,7 +42,8 @@ def test_pepita_matches_per_sample_loop(sign, output_error, use_masks):
     masks = masks if use_masks else None
     got = pepita_updates(weights, x, target, F, sign=sign, output_error=output_error,
                          masks=masks)
-    assert_all_close(got, naive_pepita(weights, x, target, F, sign, output_error, masks))
+    assert_all_close(got, pepita_reference(weights, x, target, F, sign=sign,
+                                           output_error=output_error, masks=masks))
 
 
 def test_pepita_variants_differ():
@@ -137,10 +89,11 @@ def test_tracked_first_layer_feedback_follows_the_momentum_update(K):
         a = torch.randn(*lead, 3, 7, generator=g, dtype=D)  # (..., B, d)
         v.mul_(0.9).add_(delta.mT @ a, alpha=0.05)
         W.sub_(v)
-        track.advance(delta, a, 0.9, 0.05)
+        track.advance(0, delta, a, 0.9, 0.05)
+        track.advance(1, delta, a, 0.9, 0.05)  # other layers' updates do not touch W_1 F
     torch.testing.assert_close(track.wf, W @ F, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(track.vf, v @ F, rtol=1e-12, atol=1e-12)
-    track.refresh(W, v, F)
+    track.recompute(W, v, F)
     assert torch.equal(track.wf, W @ F) and torch.equal(track.vf, v @ F)
 
 
@@ -164,14 +117,13 @@ def test_bp_matches_autograd_and_per_sample_loop():
     ws = [W.clone().requires_grad_(True) for W in weights]
     h = x
     for W in ws[:-1]:
-        h = relu(h @ W.T)
+        h = torch.relu(h @ W.T)
     logits = h @ ws[-1].T
     loss = torch.nn.functional.cross_entropy(logits, target.argmax(1))
     loss.backward()
     got = bp_updates(weights, x, target)
     assert_all_close(got, [W.grad for W in ws])
-    assert_all_close(got, naive_backward(weights, x, target,
-                                         lambda l, d, e, t: weights[l + 1].T @ d))
+    assert_all_close(got, bp_reference(weights, x, target))
 
 
 def test_fa_with_true_weights_is_bp():
@@ -184,8 +136,7 @@ def test_fa_matches_per_sample_loop():
     weights, x, target, _, _ = make_problem()
     g = torch.Generator().manual_seed(9)
     fb = [torch.randn(W.shape, generator=g, dtype=D) for W in weights[1:]]
-    assert_all_close(fa_updates(weights, x, target, fb),
-                     naive_backward(weights, x, target, lambda l, d, e, t: fb[l].T @ d))
+    assert_all_close(fa_updates(weights, x, target, fb), fa_reference(weights, x, target, fb))
 
 
 @pytest.mark.parametrize("rule", ["dfa", "drtp"])
@@ -195,8 +146,10 @@ def test_direct_rules_match_per_sample_loop(rule):
     fb = [torch.randn(SIZES[-1], n, generator=g, dtype=D) for n in SIZES[1:-1]]
     fn = dfa_updates if rule == "dfa" else drtp_updates
     signal = (lambda e, t: e) if rule == "dfa" else (lambda e, t: t)
-    want = naive_backward(weights, x, target, lambda l, d, e, t: fb[l].T @ signal(e, t))
+    # the loop written out here, and the rule's registered reference form
+    want = backward_reference(weights, x, target, lambda l, d, e, t: fb[l].T @ signal(e, t))
     assert_all_close(fn(weights, x, target, fb), want)
+    assert_all_close(get_rule(rule).reference(weights, x, target, fb), want)
 
 
 def test_no_rule_builds_a_graph():

@@ -43,7 +43,7 @@ def test_fused_momentum_step_equals_pure_rule(rule):
         for W, v, d in zip(weights, velocity, dW):
             v.mul_(0.9).add_(d, alpha=cfg.lr)
             W.sub_(v)
-        trainer.apply(trainer.rule(net, x, target, masks), cfg.lr)
+        trainer.apply(trainer.factors(x, target, masks), cfg.lr)
     for W_loop, W_pure, W_0 in zip(net.weights, weights, initial):
         torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(W_loop, W_0)  # the comparison is not between still weights
@@ -55,7 +55,7 @@ def test_train_step_equals_pure_rule_over_an_epoch():
     cfg = RunConfig(rule="pepita", dataset="synthetic", hidden=(64,), batch_size=16, lr=0.05,
                     keep_prob=0.9, device="cpu", subset=256)
     trainer = Trainer(cfg, progress=False)
-    assert trainer.first_feedback is not None  # C (d + 2 n_1) < d n_1 for this net
+    assert trainer.state is not None  # C (d + 2 n_1) < d n_1 for this net
     data, net = trainer.data, trainer.net
     weights = [W.clone() for W in net.weights]
     velocity = [torch.zeros_like(W) for W in weights]
@@ -72,7 +72,7 @@ def test_train_step_equals_pure_rule_over_an_epoch():
         trainer.train_step(x, target, cfg.lr)
     for W_loop, W_pure in zip(net.weights, weights):
         torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(trainer.first_feedback.wf, net.weights[0] @ net.F,
+    torch.testing.assert_close(trainer.state.wf, net.weights[0] @ net.F,
                                rtol=1e-5, atol=1e-6)
 
 

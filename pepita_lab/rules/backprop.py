@@ -11,7 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import Factors, carry_down, check_mlp, forward_pass, updates_from_factors
+from ..nets import forward_pass
+from .base import Rule
+from .common import Factors, carry_down, check_mlp, updates_from_factors
+from .reference import bp_reference
 
 
 @torch.no_grad()
@@ -41,3 +44,15 @@ def bp_updates(weights: list[Tensor], x: Tensor, target: Tensor, *,
     (conv layers first, each followed by a max-pool of size `pool`)."""
     check_mlp(weights, x, target, pool)
     return updates_from_factors(bp_factors(weights, x, target, pool=pool))
+
+
+class Backprop(Rule):
+    """Backprop of the mean cross-entropy, the error carried down by the forward weights."""
+
+    name, label = "bp", "BP"
+    table1_models, baseline = ("fc", "conv"), False
+    error_path = "chain"  # for the cost model: the error goes down layer by layer
+    reference = staticmethod(bp_reference)
+
+    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+        return bp_factors(net.weights, net.shape_input(x), target, masks, net.biases, net.pool)

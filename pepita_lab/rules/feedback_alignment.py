@@ -10,9 +10,12 @@ import math
 import torch
 from torch import Tensor
 
+from ..nets import forward_pass, layer_shapes
 from .backprop import chain_factors
-from .common import (Factors, check_feedback, check_mlp, forward_pass, layer_shapes,
-                     project_onto_map, relu_grad, updates_from_factors)
+from .base import Rule
+from .common import (Factors, check_feedback, check_mlp, project_onto_map, relu_grad,
+                     updates_from_factors)
+from .reference import dfa_reference, fa_reference
 
 
 def fa_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
@@ -66,3 +69,27 @@ def dfa_updates(weights: list[Tensor], x: Tensor, target: Tensor,
     check_mlp(weights, x, target, pool)
     check_feedback(feedback, direct_shapes(weights, x, pool), "feedback")
     return updates_from_factors(dfa_factors(weights, x, target, feedback, pool=pool))
+
+
+class FeedbackAlignment(Rule):
+    """FA: a fixed random `B_l` shaped like `W_{l+1}` carries the error down."""
+
+    name, label, feedback = "fa", "FA", "chain"
+    table1_models = ("fc",)
+    reference = staticmethod(fa_reference)
+
+    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+        return chain_factors(net.weights, net.shape_input(x), target, net.feedback, masks,
+                             net.biases, net.pool)
+
+
+class DirectFeedbackAlignment(Rule):
+    """DFA: hidden layer l gets `(e B_l) * relu'` straight from the output error."""
+
+    name, label, feedback = "dfa", "DFA", "direct"
+    reference = staticmethod(dfa_reference)
+    signal = "error"  # what B_l projects: the error (DFA) or the target (DRTP)
+
+    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+        return direct_factors(net.weights, net.shape_input(x), target, net.feedback,
+                              self.signal, masks, net.biases, net.pool)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import (Factors, check_mlp, forward_pass, is_conv, pre_activation,
-                     updates_from_factors)
+from ..nets import forward_pass, is_conv, pre_activation
+from .base import Cost, Rule
+from .common import Factors, check_mlp, updates_from_factors
+from .reference import pepita_reference
 
 CONV_UPDATES = ("rule", "icml-code")
 
@@ -91,7 +93,7 @@ class FirstLayerFeedback:
     """
 
     def __init__(self, W1: Tensor, v1: Tensor, F: Tensor):
-        self.refresh(W1, v1, F)
+        self.recompute(W1, v1, F)
 
     @staticmethod
     def saves_work(d: int, n_1: int, n_classes: int) -> bool:
@@ -109,18 +111,29 @@ class FirstLayerFeedback:
         return FirstLayerFeedback.saves_work(d, n_1, n_classes)
 
     @torch.no_grad()
-    def refresh(self, W1: Tensor, v1: Tensor, F: Tensor) -> None:
+    def recompute(self, W1: Tensor, v1: Tensor, F: Tensor) -> None:
         """Recompute both products exactly."""
         self.F = F
         self.wf = W1 @ F  # (..., n_1, C)
         self.vf = v1 @ F
 
+    def refresh(self, net, velocity: list[Tensor]) -> None:
+        """`recompute` from a net and its momentum buffers (the loop's `StepState` call)."""
+        self.recompute(net.weights[0], velocity[0], net.F)
+
     @torch.no_grad()
-    def advance(self, delta: Tensor, a: Tensor, momentum: float, alpha: float = 1.0) -> None:
-        """Follow `v_1 = momentum v_1 + alpha delta^T a; W_1 -= v_1` (delta (..., B, n_1),
-        a (..., B, d))."""
+    def advance(self, layer: int, delta: Tensor, a: Tensor, momentum: float,
+                alpha: float = 1.0) -> None:
+        """Follow layer `layer`'s update `v = momentum v + alpha delta^T a; W -= v` (only the
+        first layer's matters: delta (..., B, n_1), a (..., B, d))."""
+        if layer != 0:
+            return
         self.vf.mul_(momentum).add_(delta.mT @ (a @ self.F), alpha=alpha)
         self.wf.sub_(self.vf)
+
+    def freeze(self, k: int) -> None:
+        """Population member k diverged: its weights stop, so its `v_1 F` must too."""
+        self.vf[k].zero_()
 
 
 def pepita_updates(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, *,
@@ -142,3 +155,57 @@ def pepita_updates(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     f = pepita_factors(weights, x, target, F, sign=sign, output_error=output_error, masks=masks,
                        pool=pool, conv_update=conv_update)
     return updates_from_factors(f)
+
+
+class Pepita(Rule):
+    """PEPITA: two forward passes, the second on the error-modulated input. Reads `sign`,
+    `output_error` and `conv_update` from the settings; tracks `W_1 F` where that saves work."""
+
+    name, label = "pepita", "PEPITA"
+    table1_models, baseline = ("fc", "conv"), False
+    reference = staticmethod(pepita_reference)
+
+    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+        return pepita_factors(net.weights, net.shape_input(x), target, net.F,
+                              sign=settings.sign, output_error=settings.output_error,
+                              masks=masks, biases=net.biases, fused_first_layer="auto",
+                              pool=net.pool, conv_update=settings.conv_update,
+                              first_feedback=None if state is None else state.wf)
+
+    def make_state(self, net, velocity, n_classes) -> FirstLayerFeedback | None:
+        if not FirstLayerFeedback.applies(net.weights, n_classes):
+            return None
+        return FirstLayerFeedback(net.weights[0], velocity[0], net.F)
+
+    def step_cost(self, sizes, batch_size, *, fused_first_layer: bool | str = "tracked",
+                  **options) -> Cost:
+        """MACs: B d C (e F^T) + F (clean pass) + F' (modulated) + B P (updates), F = B P one
+        forward pass. F' = F, or with `fused_first_layer` F - B d n_1 + n_1 d C + B C n_1
+        (layer 1 of the modulated pass as W_1 x + e (F^T W_1^T); "auto" fuses when that is
+        fewer MACs: C (d + B) < B d), or "tracked" (what training does, `FirstLayerFeedback`)
+        F - B d n_1 + B C n_1 + B d C + B n_1 C when that saves work.
+        Activation floats: B sum_{l>=1} n_l (clean h_1..h_L) + B max_{l>=1} (n_{l-1} + n_l)
+        (the modulated pass streamed layer by layer, each update made as soon as its factors
+        exist; its h_0 is x_err, which replaces x). The training code keeps the whole
+        modulated pass instead, so this is the streamed bound, not its footprint."""
+        sizes = [int(n) for n in sizes]
+        B, d, C, n_1 = int(batch_size), sizes[0], sizes[-1], sizes[1]
+        forward = B * sum(a * b for a, b in zip(sizes, sizes[1:]))
+        modulated = forward
+        if fused_first_layer == "tracked":  # e (W_1 F)^T, then a F and delta^T (a F)
+            if FirstLayerFeedback.saves_work(d, n_1, C):
+                modulated += 2 * B * C * n_1 + B * d * C - B * d * n_1
+        else:
+            if fused_first_layer == "auto":
+                fused_first_layer = C * (d + B) < B * d
+            if fused_first_layer:
+                modulated += n_1 * d * C + B * C * n_1 - B * d * n_1
+        floats = B * sum(sizes[1:]) + B * max(a + b for a, b in zip(sizes, sizes[1:]))
+        return Cost(B * d * C + forward + modulated + forward, floats, 4 * floats)
+
+    def conv_step_cost(self, layer_macs, units, d, n_classes, batch_size) -> Cost:
+        """B (d C + 3 P): e F^T, both passes and the updates (never fused); both passes'
+        activations kept."""
+        B, P = int(batch_size), sum(layer_macs)
+        floats = 2 * B * (d + sum(units))
+        return Cost(B * (d * n_classes + 3 * P), floats, 4 * floats)

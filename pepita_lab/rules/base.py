@@ -1,0 +1,166 @@
+"""The learning-rule interface and the one registry every part of the lab reads.
+
+A rule is one object: its name, its factor function (for one net, or a population of K nets
+whose weights carry a leading K), the fixed feedback it needs and how that is drawn, its cost
+(multiply-adds and activation memory of a step), whether it takes conv layers and populations,
+optional state carried from step to step, and an optional hook for rules whose feedback learns.
+Adding a rule is one file with a `Rule` subclass plus one `register(MyRule())` line (README,
+"Add a learning rule"); config validation, nets, the training loop, traces, the cost model, the
+bench, `reproduce` and the explorer find it by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Protocol
+
+from torch import Tensor
+
+from .common import Factors
+
+FEEDBACK_KINDS = ("chain", "direct")
+
+
+@dataclass
+class Cost:
+    """Work and memory of one training step (a model: see `Rule.step_cost`)."""
+
+    macs: int
+    activation_floats: int
+    activation_bytes: int
+
+
+class StepState(Protocol):
+    """What a rule carries from step to step besides the weights (PEPITA: `W_1 F`), kept in
+    step with the momentum update by the training loop."""
+
+    def refresh(self, net, velocity: list[Tensor]) -> None: ...  # recompute exactly
+    def advance(self, layer: int, delta: Tensor, a: Tensor, momentum: float,
+                alpha: float) -> None: ...  # follow `v = m v + alpha delta^T a; W -= v`
+    def freeze(self, k: int) -> None: ...  # population member k diverged: stop its state
+
+
+class Rule:
+    """A learning rule behind the interface the training loop calls.
+
+    Subclasses set `name` and `label` and implement `factors`; the rest has defaults. Options
+    a rule reads (say `sign`) come from `settings`: the run's `RunConfig`, or for a population
+    the shared config with the fields members may differ in as (K, 1, 1) columns.
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # for tables and charts, e.g. "PEPITA"
+    # fixed random feedback: "chain" (one matrix shaped like each of weights[1:], carrying the
+    # error down layer by layer, as FA), "direct" ((C, n_l) per hidden layer, as DFA), or None
+    feedback: ClassVar[str | None] = None
+    # how the error reaches hidden layers, for the cost model: "chain" (layer by layer, as
+    # BP), "direct" (from the output), or None (it does not); by default as `feedback`
+    error_path: ClassVar[str | None] = None
+    conv: ClassVar[bool] = True  # takes conv layers
+    populations: ClassVar[bool] = True  # factors work on a leading K of nets
+    # `pepita-lab reproduce table1`: the models whose table has this rule, whether it runs the
+    # baselines' seeds (--baseline-seeds) or the main ones, and settings that differ from the
+    # paper's preset (say why in the rule's module)
+    table1_models: ClassVar[tuple[str, ...]] = ()
+    baseline: ClassVar[bool] = True
+    paper_overrides: ClassVar[dict] = {}
+    # the readable per-sample form from the equations (float64 loops), for oracle tests:
+    # (weights, x, target, ...) -> list of dW; None if the rule has none
+    reference: ClassVar[Callable | None] = None
+    # rules whose feedback learns: called after every step with (net, factors, settings, lr)
+    learn_feedback: ClassVar[Callable | None] = None
+
+    def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None, settings,
+                state: StepState | None = None) -> Factors:
+        """Per-layer factors `(delta_l, a_l)` of the batch-mean update `dW_l = delta_l^T a_l / B`
+        and the clean pass's softmax output. x (B, d) flat as the data hold it (a conv net views
+        it with `net.shape_input`), or (K, B, d) for a population with per-member data order;
+        target one-hot (B, C) or (K, B, C); masks per hidden layer, already scaled, or None."""
+        raise NotImplementedError(f"rule {self.name!r} does not define factors()")
+
+    def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
+        """State carried across steps (None: the rule needs none)."""
+        return None
+
+    # ---------------------------------------------------------------- feedback
+
+    def feedback_shapes(self, weight_shapes: list[tuple[int, ...]],
+                        sizes: list[int]) -> list[tuple[int, ...]]:
+        """Shapes of the fixed feedback tensors of a net with `weight_shapes` and `sizes` units
+        per layer (input, each layer's output, classes)."""
+        if self.feedback == "chain":
+            return [tuple(s) for s in weight_shapes[1:]]
+        if self.feedback == "direct":
+            return [(sizes[-1], n) for n in sizes[1:-1]]
+        return []
+
+    def init_feedback(self, weight_shapes, sizes, generator, scale: float,
+                      draw: Callable) -> list[Tensor]:
+        """The fixed feedback, drawn like the forward weights they stand in for (`draw`: the
+        net's init over the forward fan-in) times `scale`."""
+        fan_in = (lambda s: math.prod(s[1:])) if self.feedback == "chain" else (lambda s: s[1])
+        return [draw(s, fan_in(s), generator, scale)
+                for s in self.feedback_shapes(weight_shapes, sizes)]
+
+    # ---------------------------------------------------------------- cost model
+
+    @property
+    def _error_path(self) -> str | None:
+        return self.error_path or self.feedback
+
+    def step_cost(self, sizes: list[int], batch_size: int, **options) -> Cost:
+        """Multiply-adds and activation floats of one step on a fully connected net with
+        `sizes = [d, n_1, ..., C]` units. Default: one forward pass and the weight updates
+        (B P each, P = sum_l n_l n_{l-1}), plus the error's way down by `error_path` ("chain":
+        B sum_{l>=2} n_l n_{l-1}; "direct": B C sum_hidden n_l); every h_l and one error layer
+        kept."""
+        B, pairs = int(batch_size), [a * b for a, b in zip(sizes, sizes[1:])]
+        down = {"chain": B * sum(pairs[1:]),
+                "direct": B * sizes[-1] * sum(sizes[1:-1])}.get(self._error_path, 0)
+        floats = B * sum(sizes) + B * max(sizes[1:])
+        return Cost(2 * B * sum(pairs) + down, floats, 4 * floats)
+
+    def conv_step_cost(self, layer_macs: list[int], units: list[int], d: int, n_classes: int,
+                       batch_size: int) -> Cost:
+        """`step_cost` for a conv net: `layer_macs[l]` multiply-adds per sample of layer l's
+        forward product (its weight update and sending an error through it cost as much),
+        `units[l]` its output size (a conv layer's map before pooling). Default: as
+        `step_cost`, with the error's way down by `error_path`; one pass's activations kept."""
+        B, P = int(batch_size), sum(layer_macs)
+        down = {"chain": sum(layer_macs[1:]),
+                "direct": n_classes * sum(units[:-1])}.get(self._error_path, 0)
+        floats = B * (d + sum(units))
+        return Cost(B * (2 * P + down), floats, 4 * floats)
+
+
+_REGISTRY: dict[str, Rule] = {}
+
+
+def register(rule: Rule) -> Rule:
+    """Make `rule` known by its name everywhere (replacing a rule of the same name)."""
+    if not isinstance(rule, Rule) or not rule.name:
+        raise TypeError(f"{rule!r} is not a Rule with a name")
+    if rule.feedback not in (None, *FEEDBACK_KINDS):
+        raise ValueError(f"rule {rule.name!r}: feedback={rule.feedback!r}: expected None or "
+                         f"one of {', '.join(FEEDBACK_KINDS)}")
+    _REGISTRY[rule.name] = rule
+    return rule
+
+
+def unregister(name: str) -> None:
+    """Forget the rule `name` (tests that register a rule of their own)."""
+    _REGISTRY.pop(name, None)
+
+
+def get_rule(name: str) -> Rule:
+    """The registered rule `name`; ValueError listing the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"rule={name!r} is unknown; allowed: {', '.join(_REGISTRY)}") from None
+
+
+def rule_names() -> tuple[str, ...]:
+    """Every registered rule, in registration order."""
+    return tuple(_REGISTRY)
