@@ -39,15 +39,31 @@ SCHEMA = "pepita-lab-bench/2"
 SHAPES = {"mnist-64": ("mnist", 64), "mnist-512": ("mnist", 512), "cifar10-64": ("cifar10", 64)}
 QUICK_SHAPES = ("mnist-64",)
 HIDDEN = 1024
-# benchmark key -> (label, the Trainer's rule, whose cost model also counts the step's FLOPs)
-RULES = {"pepita": ("PEPITA", "pepita"), "bp_autograd": ("BP (autograd)", "bp"),
-         "bp": ("BP (by hand)", "bp"), "fa": ("FA", "fa"), "dfa": ("DFA", "dfa"),
-         "drtp": ("DRTP", "drtp")}
+# BP through autograd, timed beside the rules as the reference for BP by hand: its key, label,
+# and the rule whose Trainer it shares (and whose cost model counts its FLOPs)
+AUTOGRAD_BP = ("bp_autograd", "BP (autograd)", "bp")
+# The comparison the paper makes, timed as whole epochs too: PEPITA against BP.
 EPOCH_RULES = ("pepita", "bp")
 # The paper's conv net (preset paper-mnist-conv) at its batch size; BP by hand only (the
 # autograd reference is written for fully connected nets).
 CONV_SHAPE = ("mnist-conv-50", "paper-mnist-conv", 50)
-CONV_RULES = ("pepita", "bp", "fa", "dfa", "drtp")
+
+
+def bench_rules() -> dict[str, tuple[str, str]]:
+    """benchmark key -> (label, the Trainer's rule, whose cost model also counts the step's
+    FLOPs): every registered rule, and BP by autograd right after PEPITA."""
+    from .rules import get_rule, rule_names
+
+    rows = {name: (get_rule(name).label, name) for name in rule_names()}
+    key, label, rule = AUTOGRAD_BP
+    return {"pepita": rows.pop("pepita"), key: (label, rule), **rows}
+
+
+def conv_rules() -> list[str]:
+    """The registered rules that take conv layers."""
+    from .rules import get_rule, rule_names
+
+    return [name for name in rule_names() if get_rule(name).conv]
 # Population sizes K timed for PEPITA on the paper's MNIST net at batch 64.
 POPULATION_SIZES = {"quick": (1, 4), "cpu": (1, 4, 16), "cuda": (1, 16, 64, 256)}
 # The work of a step does not depend on the learning rate, but the values do: at the paper's
@@ -314,16 +330,17 @@ def _config(dataset: str, rule: str, B: int, device: torch.device, s: dict | Non
 def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
                   log=None) -> dict:
     """Step time, samples/s, FLOP rate (2 x the cost model's MACs) and fraction of peak of
-    every rule in RULES at `shape`, and the PEPITA / BP ratios of time and of FLOPs."""
+    every rule of `bench_rules()` at `shape`, and the PEPITA / BP ratios of time and of
+    FLOPs."""
     dataset, B = SHAPES[shape]
     data = random_data(dataset, B * s["pool_batches"], B, device)
     sizes = [data.n_features, HIDDEN, data.n_classes]
     rules = {}
-    for key, (label, rule) in RULES.items():
+    for key, (label, rule) in bench_rules().items():
         if log:
             log(f"{shape}: {label} step")
         trainer = Trainer(_config(dataset, rule, B, device, s), data, progress=False)
-        step = _autograd_step(trainer) if key == "bp_autograd" else trainer_step(trainer)
+        step = _autograd_step(trainer) if key == AUTOGRAD_BP[0] else trainer_step(trainer)
         _reset_peak_memory(device)
         t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
                        block_seconds=s["block_seconds"])
@@ -355,9 +372,10 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
     n_train, n_test = s["epoch_samples"] or SPLIT_SIZES[dataset]
     data = random_data(dataset, n_train, n_test, device, seed=1)
     out = {"train_samples": n_train, "test_samples": n_test, "rules": {}}
+    labels = bench_rules()
     for key in EPOCH_RULES:
         if log:
-            log(f"{shape}: {RULES[key][0]} epoch of {n_train} + {n_test} samples")
+            log(f"{shape}: {labels[key][0]} epoch of {n_train} + {n_test} samples")
         trainer = Trainer(_config(dataset, key, B, device, s), data, progress=False)
         warm = trainer_step(trainer)  # warm-up at the step's and the evaluation's shapes
         for _ in range(s["warmup_calls"]):
@@ -378,7 +396,7 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
         steps_alone = trainer.steps_per_epoch * steps["rules"][key]["step"]["median_s"]
         other = epoch["median_s"] - steps_alone - evaluation["median_s"]  # batching, syncs
         out["rules"][key] = {
-            "label": RULES[key][0], "epoch": epoch, "status": status,
+            "label": labels[key][0], "epoch": epoch, "status": status,
             "samples_per_s": n_train / epoch["median_s"],
             "steps_per_epoch": trainer.steps_per_epoch, "evaluation": evaluation,
             "steps_alone_s": steps_alone, "other_s": other,
@@ -401,8 +419,8 @@ def measure_conv(device: torch.device, s: dict, peak_gflops: float, fc_pepita_gf
     name, preset_name, B = CONV_SHAPE
     data = random_data("mnist", B * s["pool_batches"], B, device)
     rules = {}
-    for rule in CONV_RULES:
-        label = RULES[rule][0] if rule != "bp" else "BP (by hand)"
+    for rule in conv_rules():
+        label = bench_rules()[rule][0]
         if log:
             log(f"{name}: {label} step")
         config = _config("mnist", rule, B, device, s, name=preset_name)
@@ -719,7 +737,7 @@ __all__ = ["run_bench", "format_report", "main", "add_arguments", "build_parser"
            "run_from_args", "time_calls", "measure_peak", "measure_steps", "measure_epochs",
            "measure_conv", "measure_population",
            "bp_autograd_step", "trainer_step", "random_data", "peak_memory_bytes", "SHAPES",
-           "RULES"]
+           "bench_rules", "conv_rules"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -312,8 +312,8 @@ def cmd_sweep(args) -> int:
         k: v for k, v in configs[0].to_dict().items()
         if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])}})
     grid = dict(doc.get("grid", {}))
-    for name in ("f_scale", "lr"):
-        if getattr(args, name) is not None:
+    for name in GRID_FLAGS:  # --lr 0.01 0.1, --f-scale ...: grid dimensions (seeds apart)
+        if name != "seed" and getattr(args, name) is not None:
             grid[name] = list(getattr(args, name))
     grid.update(parse_assignments(args.grid, "grid"))
     seeds = list(args.seed) if args.seed else list(doc.get("seeds", [0]))

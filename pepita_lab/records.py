@@ -222,12 +222,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """`ds.to_netcdf(path)`, atomically (written beside, then renamed over)."""
+    """`ds.to_netcdf(path)`, atomically (written beside, then renamed over). Encodings that
+    came with data read from other files are dropped: a text coordinate concatenated from
+    runs keeps the first file's width otherwise ("gaussian" written as "gaussia")."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        ds.to_netcdf(tmp)
+        ds.drop_encoding().to_netcdf(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig, field_names
+from .config import ConfigError, RunConfig, field_kind, field_names, parse_field
 from .records import read_netcdf, write_json, write_netcdf
 
 SPEC_FILE, RESULT_FILE, POINTS_DIR = "sweep.json", "sweep.nc", "points"
@@ -278,21 +278,6 @@ def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
     return ds.set_index(run=dims).unstack("run").set_coords(keep)
 
 
-def parse_value(name: str, text: str):
-    """A command-line value for config field `name`: widths as 256x128, else int / float /
-    bool / str as the field's default is."""
-    default = getattr(RunConfig(), name)
-    if isinstance(default, tuple):
-        return tuple(int(v) for v in text.replace(",", "x").split("x") if v)
-    if isinstance(default, bool):
-        return text.lower() in ("1", "true", "yes")
-    if isinstance(default, int) and not isinstance(default, bool):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    return None if text.lower() == "none" else text
-
-
 def parse_assignments(items: list[str], kind: str) -> dict[str, list]:
     """`FIELD=V1,V2` (grid) or `FIELD=LOW:HIGH` / `FIELD=A,B` (random) to a dict."""
     out = {}
@@ -309,8 +294,10 @@ def parse_assignments(items: list[str], kind: str) -> dict[str, list]:
                 lo, hi = values.split(":")
                 out[name] = [float(lo), float(hi)]
             else:
-                sep = ";" if name in ("hidden", "lr_milestones") else ","
-                out[name] = [parse_value(name, v) for v in values.split(sep)]
+                sep = ";" if field_kind(name) == "ints" else ","
+                out[name] = [parse_field(name, v) for v in values.split(sep)]
+        except ConfigError:
+            raise
         except ValueError:
             raise ConfigError(f"{kind} {item!r}: a value of {name} is not valid") from None
     return out

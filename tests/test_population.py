@@ -7,6 +7,7 @@ import torch
 import pepita_lab as pl
 from pepita_lab.cli import main
 from pepita_lab.config import ConfigError
+from pepita_lab.rules import rule_names
 
 BASE = pl.RunConfig(dataset="synthetic", hidden=(32, 16), epochs=3, batch_size=32,
                     device="cpu", subset=512)
@@ -30,12 +31,14 @@ def assert_equal_to_separate(run, separate):
                                separate.activations.h_diff_1.values, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("rule", ["pepita", "bp", "fa", "drtp"])
+@pytest.mark.parametrize("rule", rule_names())
 def test_members_equal_separate_runs(rule):
+    """Members differing in every kind of member field (seed, F, feedback scale, lr schedule,
+    sign) equal their separate runs, for every registered rule."""
     base = BASE.replace(rule=rule)
     configs = [base.replace(seed=0, f_scale=0.05, lr=0.05),
-               base.replace(seed=1, f_scale=0.1, lr=0.02),
-               base.replace(seed=2, sign=-1.0, lr=0.1)]
+               base.replace(seed=1, f_scale=0.1, lr=0.02, feedback_scale=0.5),
+               base.replace(seed=2, sign=-1.0, lr=0.1, lr_milestones=(2,), lr_gamma=0.5)]
     runs = pl.train_population(configs, progress=False, trace_every=5)
     for config, run in zip(configs, runs):
         assert run.config == config
