@@ -9,14 +9,13 @@ truth for resuming; it is written first, and only for complete epochs.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import filelock
 import torch
 import xarray as xr
 
@@ -82,18 +81,30 @@ def save_checkpoint(trainer: "Member", path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def lock_folder(path: Path):
-    """An exclusive lock on the run folder (released when the process ends, however it ends);
-    RunFolderError if another process holds it."""
+# Locks held: filelock releases one whose object is garbage-collected, and callers may drop it.
+_HELD: set[filelock.BaseFileLock] = set()
+
+
+def lock_folder(path: Path) -> filelock.BaseFileLock:
+    """An exclusive lock on the run folder (held until `unlock_folder`, released when the
+    process ends, however it ends); RunFolderError if another process holds it."""
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    # flock, never the soft fallback: a marker file would outlive a killed process
+    lock = filelock.FileLock(path / LOCK_FILE, timeout=0, mode=0o644, thread_local=False,
+                             fallback_to_soft=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        lock.acquire()
+    except filelock.Timeout:
         raise RunFolderError(f"out={str(path)!r} is in use by another running pepita-lab "
                              "process: choose another folder") from None
-    return fd
+    _HELD.add(lock)
+    return lock
+
+
+def unlock_folder(lock: filelock.BaseFileLock) -> None:
+    """Release a lock of `lock_folder`."""
+    lock.release()
+    _HELD.discard(lock)
 
 
 @dataclass
@@ -102,7 +113,7 @@ class RunStore:
 
     path: Path
     tracer: "Tracer | None" = None
-    _lock: int | None = field(default=None, repr=False)
+    _lock: filelock.BaseFileLock | None = field(default=None, repr=False)
 
     def open(self, config: RunConfig) -> None:
         """Lock the folder and write config.json (call before training starts)."""
@@ -112,7 +123,7 @@ class RunStore:
 
     def close(self) -> None:
         if self._lock is not None:
-            os.close(self._lock)
+            unlock_folder(self._lock)
             self._lock = None
 
     def on_train_start(self, trainer: "Member") -> None:
