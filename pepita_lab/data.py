@@ -8,11 +8,11 @@ the layout `ToTensor()` + `flatten` gives, with pixels scaled to [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
 import pathlib
 import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -60,18 +60,10 @@ _IDX_MD5 = {
 _VERIFIED: dict[tuple, bool] = {}  # (path, size, mtime) -> checked, so a process hashes once
 
 
-def _md5(path: pathlib.Path) -> str:
-    import hashlib
-
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_file(path: pathlib.Path, size: int | None, md5: str | None) -> None:
     """DataIntegrityError naming `path` unless it has the expected size and md5."""
+    from torchvision.datasets.utils import calculate_md5  # a second of import: not at the top
+
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if _VERIFIED.get(key):
@@ -81,7 +73,7 @@ def verify_file(path: pathlib.Path, size: int | None, md5: str | None) -> None:
     if size is not None and st.st_size != size:
         raise DataIntegrityError(f"{path} is damaged: {st.st_size} bytes, expected {size}; "
                                  f"{how}")
-    if md5 is not None and (digest := _md5(path)) != md5:
+    if md5 is not None and (digest := calculate_md5(path)) != md5:
         raise DataIntegrityError(f"{path} is damaged: md5 {digest}, expected {md5}; {how}")
     _VERIFIED[key] = True
 
@@ -253,16 +245,20 @@ def install_mirror(src, dst=None) -> list[pathlib.Path]:
 
 
 def _gunzip(gz: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-    with open(gz, "rb") as f:  # gzip's last 4 bytes: the decompressed size (mod 2**32)
+    from torchvision.datasets.utils import extract_archive
+
+    # No library reads gzip's trailer: its last 4 bytes are the decompressed size (mod 2**32).
+    with open(gz, "rb") as f:
         f.seek(-4, os.SEEK_END)
         size = struct.unpack("<I", f.read(4))[0]
     if out.is_file() and out.stat().st_size == size:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")  # renamed when complete: no half file is ever found
-    with gzip.open(gz, "rb") as fin, open(part, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-    part.replace(out)
+    # torchvision writes straight to the final name: decompress beside it, then rename, so no
+    # half file is ever found there
+    with tempfile.TemporaryDirectory(prefix=f"{out.name}.part-", dir=out.parent) as tmp:
+        extract_archive(gz, tmp)
+        (pathlib.Path(tmp) / gz.stem).replace(out)
     return out
 
 
