@@ -155,16 +155,12 @@ def format_table(df: pd.DataFrame, digits: int = 2, percent: bool = True) -> str
     metric = df.attrs.get("metric", "value") + (" (%)" if percent else "")
     by = [c for c in df.columns if c not in ("mean", "std", "n", "seeds")]
     scale = 100.0 if percent else 1.0
-    lines = ["| " + " | ".join([*by, metric, "n", "seeds"]) + " |",
-             "|" + " --- |" * (len(by) + 3)]
-    for _, row in df.iterrows():
-        value = f"{row['mean'] * scale:.{digits}f}"
-        if np.isfinite(row["std"]):
-            value += f" ± {row['std'] * scale:.{digits}f}"
-        seeds = ", ".join(map(str, row["seeds"]))
-        lines.append("| " + " | ".join([*(str(row[c]) for c in by), value, str(row["n"]),
-                                         seeds]) + " |")
-    return "\n".join(lines)
+    values = [f"{m * scale:.{digits}f}" + (f" ± {s * scale:.{digits}f}" if np.isfinite(s) else "")
+              for m, s in zip(df["mean"], df["std"])]
+    cells = df[by].astype(str).assign(**{metric: values, "n": df["n"].astype(str),
+                                         "seeds": [", ".join(map(str, s)) for s in df["seeds"]]})
+    # the cells as formatted here: no number parsing (it would drop "80.0"'s zero), no padding
+    return cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True, stralign=None)
 
 
 # ---------------------------------------------------------------- cost model

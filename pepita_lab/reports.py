@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import xarray as xr
 
 from .analysis import cost_table, format_table, slowness, summary_table
@@ -63,12 +64,11 @@ def compare_runs(history: xr.Dataset, by=("rule", "dataset")) -> str:
     runs = final_values(history)
     cols = [c for c in ("rule", "dataset", "model", "hidden", "f_scale", "lr", "sign", "seed")
             if c in runs]
-    lines = ["| run | " + " | ".join(cols) + " | test_acc (%) |",
-             "|" + " --- |" * (len(cols) + 2)]
-    for _, row in runs.iterrows():
-        lines.append(f"| {row['run']} | " + " | ".join(_fmt(row[c]) for c in cols)
-                     + f" | {100 * row['test_acc']:.2f} |")
-    lines += ["", format_table(summary_table(history, by=by))]
+    cells = pd.DataFrame({c: runs[c].map(_fmt) for c in ["run", *cols]})
+    cells["test_acc (%)"] = [f"{100 * v:.2f}" for v in runs["test_acc"]]
+    # the cells as formatted here: no number parsing, no padding (as format_table)
+    lines = [cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
+                               stralign=None), "", format_table(summary_table(history, by=by))]
     return "\n".join(lines)
 
 
