@@ -312,9 +312,13 @@ def cmd_sweep(args) -> int:
         k: v for k, v in configs[0].to_dict().items()
         if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])}})
     grid = dict(doc.get("grid", {}))
-    for name in GRID_FLAGS:  # --lr 0.01 0.1, --f-scale ...: grid dimensions (seeds apart)
-        if name != "seed" and getattr(args, name) is not None:
-            grid[name] = list(getattr(args, name))
+    # --f-scale 0.01 0.1, --lr ...: grid dimensions (seeds apart), in the order given
+    given = [k for k in GRID_FLAGS if k != "seed" and getattr(args, k) is not None]
+    words = list(getattr(args, "argv", None) or sys.argv[1:])
+    position = lambda k: next((i for i, w in enumerate(words)  # noqa: E731
+                               if w.split("=")[0] == "--" + k.replace("_", "-")), len(words))
+    for name in sorted(given, key=position):
+        grid[name] = list(getattr(args, name))
     grid.update(parse_assignments(args.grid, "grid"))
     seeds = list(args.seed) if args.seed else list(doc.get("seeds", [0]))
     spec = SweepSpec(
@@ -468,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataNotFoundError
 
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the words as given (sweeps keep the order of their grid flags)
     try:
         return args.func(args)
     except (ConfigError, DataNotFoundError, FileNotFoundError) as err:

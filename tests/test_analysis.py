@@ -221,7 +221,7 @@ def test_memory_estimate_counts_conv_layers_and_maps():
     and a feedback-sized copy) plus F (784 x 10); a PEPITA step keeps both passes' input and
     maps (784 + 32 x 24 x 24 + 10 per sample), doubled for temporaries; evaluation chunks
     likewise, without the factor of two passes."""
-    from pepita_lab.analysis import memory_estimate
+    from pepita_lab.preflight import memory_estimate
 
     config = preset("paper-mnist-conv")
     m = memory_estimate(config)

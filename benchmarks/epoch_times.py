@@ -1,0 +1,61 @@
+"""Seconds per training epoch (`train_epoch`: index-sliced batches, the steps, the loss syncs,
+the test evaluation) of PEPITA and BP on the paper's MNIST net and of a PEPITA population of
+4 members, on random data of MNIST's full size, for the pepita-lab checkout at --repo (default:
+this one), to compare versions side by side in fresh processes:
+
+    git worktree add /tmp/old <commit>
+    for i in 1 2 3; do
+      python benchmarks/epoch_times.py --repo /tmp/old; python benchmarks/epoch_times.py
+    done
+
+Each figure is the faster of two epochs after a warm-up epoch (lr 1e-3, as `pepita-lab bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
+                   help="a pepita-lab checkout (default: this one)")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(Path(args.repo).resolve()))
+    import torch
+
+    import pepita_lab
+    from pepita_lab.bench import _config, random_data
+    from pepita_lab.training import Trainer
+
+    try:  # pepita-lab 0.2: populations had a class of their own
+        from pepita_lab.population import Population
+    except ImportError:
+        Population = Trainer  # one loop: a list of configs is a population
+    device = torch.device("cpu")
+    data = random_data("mnist", 60000, 10000, device, seed=1)
+    loops = {rule: Trainer(_config("mnist", rule, 64, device), data, progress=False)
+             for rule in ("pepita", "bp")}
+    base = _config("mnist", "pepita", 64, device)
+    loops["population K=4"] = Population([base.replace(f_scale=f) for f in (0.02, 0.05, 0.1,
+                                                                              0.2)],
+                                         data, progress=False)
+    seconds = {}
+    for name, loop in loops.items():
+        loop.train_epoch()  # warm-up
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            loop.train_epoch()
+            times.append(time.perf_counter() - start)
+        seconds[name] = min(times)
+    print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
+          "threads, epoch seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
