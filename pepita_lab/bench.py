@@ -5,8 +5,9 @@ whole epoch with batching and evaluation, and peak memory.
 Everything runs in one process on random data of the datasets' shapes, so no files are needed.
 `run_bench` returns plain JSON-able results, `format_report` a readable table of them, and
 `main` is the `pepita-lab bench` command (also `benchmarks/run.py`). Times are medians over
-repeated blocks of calls, synchronised around each block, with warm-up calls excluded; the
-spread is the interquartile range of the blocks (min and max are kept too).
+blocks of calls (torch.utils.benchmark's `blocked_autorange`), synchronised around each block,
+with warm-up calls excluded; the spread is the interquartile range of the blocks (min and max
+are kept too).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import psutil
 import torch
 from torch import Tensor
+from torch.utils import benchmark
 
 from . import __version__
 from .analysis import conv_step_cost, step_cost
@@ -89,9 +92,10 @@ def _settings(quick: bool, device: torch.device, repeats: int | None,
     cuda = device.type == "cuda"
     return {
         "quick": quick, "shapes": list(QUICK_SHAPES if quick else SHAPES),
-        "repeats": repeats or (3 if quick else 7),  # timed blocks per measurement
+        # blocks are timed for repeats x block_seconds (blocked_autorange's min_run_time)
+        "repeats": repeats or (3 if quick else 7),
         "warmup_calls": 3,  # untimed, before the calibration (which is untimed too)
-        "block_seconds": 0.03 if quick else 0.2,  # target length of one timed block
+        "block_seconds": 0.03 if quick else 0.2,
         "pool_batches": 8,  # distinct random batches the step timings cycle through
         "epoch_repeats": 2 if quick else 3,
         "epoch_samples": [1024, 512] if quick else None,  # None: the datasets' real sizes
@@ -109,6 +113,7 @@ def _settings(quick: bool, device: torch.device, repeats: int | None,
 
 def _stats(per_call: list[float]) -> dict:
     """Median, quartiles, min and max of per-call seconds (one value per timed block)."""
+    # not Measurement.median / .iqr: those round to float32, and it gives no quartiles
     xs = sorted(per_call)
     q1, med, q3 = (statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1
                    else (xs[0],) * 3)
@@ -118,6 +123,7 @@ def _stats(per_call: list[float]) -> dict:
 
 def _own_usage():
     """`resource.getrusage` of this process, or None where `resource` is missing (Windows)."""
+    # not psutil: it counts no page faults and, on Linux, no peak resident size
     try:
         import resource
     except ImportError:
@@ -131,40 +137,36 @@ def minor_page_faults() -> int | None:
     return None if usage is None else usage.ru_minflt
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, *, repeats: int,
-               warmup: int = 3, block_seconds: float = 0.2) -> dict:
-    """Seconds per call of `fn`: `warmup` untimed calls, an untimed calibration that picks the
-    calls per block (doubling until a run lasts a quarter block), then `repeats` timed blocks,
-    each synchronised before and after. Returns `_stats` of the blocks plus `calls_per_block`
-    and `page_faults_per_call` (minor faults of the process during the timed blocks, None
-    where not counted): hundreds a call mean the allocator handed freed memory back to the OS
-    and each call faults it in again, which can double a CPU time (docs/performance.md)."""
+def _min_run_time(s: dict) -> float:
+    """Seconds a measurement of settings `s` times (after its warm-up and calibration)."""
+    return s["repeats"] * s["block_seconds"]
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, *, min_run_time: float,
+               warmup: int = 3) -> dict:
+    """Seconds per call of `fn`: `warmup` untimed calls, then `blocked_autorange`: an untimed
+    calibration that picks the calls per block, then timed blocks, each synchronised before
+    and after, until `min_run_time` seconds are timed (garbage collection off, as in `timeit`).
+    Returns `_stats` of the blocks plus `calls_per_block` and `page_faults_per_call` (minor
+    faults of the process per call, the calibration's included; None where not counted):
+    hundreds a call mean the allocator handed freed memory back to the OS and each call faults
+    it in again, which can double a CPU time (docs/performance.md)."""
     for _ in range(warmup):
         fn()
-    k = 1
-    while True:
+
+    def now() -> float:  # the measured device, not torch.accelerator's current one
         synchronize(device)
-        start = time.perf_counter()
-        for _ in range(k):
-            fn()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= block_seconds / 4 or k >= 4096:
-            break
-        k *= 2
-    n = max(1, round(k * block_seconds / max(elapsed, 1e-9)))
-    per_call = []
+        return time.perf_counter()
+
+    calls = itertools.count()  # counted in the statement (a C call): the calibration's too
+    timer = benchmark.Timer("fn(); next(calls)", timer=now, globals={"fn": fn, "calls": calls},
+                            num_threads=torch.get_num_threads())  # its default is 1
     faults_before = minor_page_faults()
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        synchronize(device)
-        per_call.append((time.perf_counter() - start) / n)
-    faults = None if faults_before is None else (minor_page_faults() - faults_before) / (
-        repeats * n)
-    return {**_stats(per_call), "calls_per_block": n, "page_faults_per_call": faults}
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    faults_after, n_calls = minor_page_faults(), next(calls)
+    faults = None if faults_before is None else (faults_after - faults_before) / n_calls
+    return {**_stats(m.times), "calls_per_block": m.number_per_run,
+            "page_faults_per_call": faults}
 
 
 FAULTS_WORTH_SAYING = 20  # page faults a call: 20 x 4 KiB pages or more faulted in afresh
@@ -236,8 +238,8 @@ def measure_peak(shapes: list[str], device: torch.device, s: dict, log=None) -> 
         a, b = (a.T if e["lhs_transposed"] else a), (b.T if e["rhs_transposed"] else b)
         c = torch.empty(e["m"], e["n"], device=device)
         with precision(s["precision"], device):
-            t = time_calls(lambda: torch.mm(a, b, out=c), device, repeats=s["repeats"],
-                           warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
+            t = time_calls(lambda: torch.mm(a, b, out=c), device,
+                           min_run_time=_min_run_time(s), warmup=s["warmup_calls"])
         flops = 2 * e["m"] * e["k"] * e["n"]
         entries.append({**e, "flops": flops, "time": t, **_rates(flops, t)})
         del a, b, c
@@ -342,8 +344,7 @@ def measure_steps(shape: str, device: torch.device, s: dict, peak_gflops: float,
         trainer = Trainer(_config(dataset, rule, B, device, s), data, progress=False)
         step = _autograd_step(trainer) if key == AUTOGRAD_BP[0] else trainer_step(trainer)
         _reset_peak_memory(device)
-        t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
-                       block_seconds=s["block_seconds"])
+        t = time_calls(step, device, min_run_time=_min_run_time(s), warmup=s["warmup_calls"])
         cost = step_cost(rule, sizes, B)
         r = _rates(2 * cost.macs, t)
         rules[key] = {"label": label, "cost_model_rule": rule, "flops_per_step": 2 * cost.macs,
@@ -384,6 +385,8 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
         trainer.evaluate(data.x_test[:chunk], data.y_test[:chunk])
         _reset_peak_memory(device)
         times, status = [], []
+        # by hand: a fixed count of whole epochs, each one's status kept (blocked_autorange
+        # would run more, calibrating)
         for _ in range(s["epoch_repeats"]):
             synchronize(device)
             start = time.perf_counter()
@@ -391,7 +394,7 @@ def measure_epochs(shape: str, device: torch.device, s: dict, steps: dict, log=N
             times.append(time.perf_counter() - start)
         memory = peak_memory_bytes(device)
         evaluation = time_calls(lambda: trainer.evaluate(data.x_test, data.y_test), device,
-                                repeats=s["repeats"], warmup=1, block_seconds=0.0)
+                                min_run_time=_min_run_time(s), warmup=1)
         epoch = _stats(times)
         steps_alone = trainer.steps_per_epoch * steps["rules"][key]["step"]["median_s"]
         other = epoch["median_s"] - steps_alone - evaluation["median_s"]  # batching, syncs
@@ -425,8 +428,8 @@ def measure_conv(device: torch.device, s: dict, peak_gflops: float, fc_pepita_gf
             log(f"{name}: {label} step")
         config = _config("mnist", rule, B, device, s, name=preset_name)
         trainer = Trainer(config, data, progress=False)
-        t = time_calls(trainer_step(trainer), device, repeats=s["repeats"],
-                       warmup=s["warmup_calls"], block_seconds=s["block_seconds"])
+        t = time_calls(trainer_step(trainer), device, min_run_time=_min_run_time(s),
+                       warmup=s["warmup_calls"])
         cost = conv_step_cost(rule, data.image_shape, config.conv_channels, config.kernel_size,
                               config.pool, config.hidden, data.n_classes, B)
         r = _rates(2 * cost.macs, t)
@@ -442,8 +445,7 @@ def measure_conv(device: torch.device, s: dict, peak_gflops: float, fc_pepita_gf
     for what, fn in (("conv2d forward", lambda: torch.nn.functional.conv2d(x, W)),
                      ("conv2d_weight", lambda: torch.nn.grad.conv2d_weight(x, W.shape, h))):
         with precision(s["precision"], device):
-            t = time_calls(fn, device, repeats=s["repeats"], warmup=s["warmup_calls"],
-                           block_seconds=s["block_seconds"])
+            t = time_calls(fn, device, min_run_time=_min_run_time(s), warmup=s["warmup_calls"])
         flops = 2 * h.numel() * W[0].numel()
         ops[what] = {"flops": flops, "time": t, **_rates(flops, t)}
     pepita = rules["pepita"]["gflops"]
@@ -478,8 +480,7 @@ def measure_population(device: torch.device, s: dict, peak_gflops: float, log=No
         def step() -> None:
             pop.train_step(*next(batches), lr_col)
 
-        t = time_calls(step, device, repeats=s["repeats"], warmup=s["warmup_calls"],
-                       block_seconds=s["block_seconds"])
+        t = time_calls(step, device, min_run_time=_min_run_time(s), warmup=s["warmup_calls"])
         flops = K * 2 * cost.macs
         out.append({"K": K, "step": t, "member_samples_per_s": K * B / t["median_s"],
                     "flops_per_step": flops, **_rates(flops, t),
@@ -500,7 +501,7 @@ def measure_population(device: torch.device, s: dict, peak_gflops: float, log=No
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
+    try:  # by hand: no installed library names the CPU model (psutil does not)
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
@@ -515,7 +516,7 @@ def _environment(device: torch.device) -> dict:
            "device": device.type, "device_name": _device_name(device),
            "torch": torch.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "threads": torch.get_num_threads(),
-           "interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(),
+           "interop_threads": torch.get_num_interop_threads(), "cpu_count": psutil.cpu_count(),
            "float32_matmul_precision": torch.get_float32_matmul_precision(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     if device.type == "cuda":
@@ -574,8 +575,8 @@ def format_report(results: dict) -> str:
              f"torch {env['torch']}, "
              f"{env['threads']} threads, {env['date']}" + (" [quick]" if s["quick"] else "")
              + f"; precision {s['precision']}, compile {s['compile']}",
-             f"times: median over {s['repeats']} timed blocks, warm-up excluded; spread: "
-             "interquartile range (IQR)"]
+             f"times: median over blocks timed for {_min_run_time(s):g} s in all "
+             "(blocked_autorange), warm-up excluded; spread: interquartile range (IQR)"]
     if "load_average_start" in env:
         load = env["load_average_start"]
         lines.append("load average at start: " + " ".join(f"{v:.2f}" for v in load))
@@ -692,7 +693,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="default auto: CUDA when present")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
-                   help="timed blocks per measurement (default 7; quick 3)")
+                   help="seconds timed per measurement, in units of 0.2 s (quick 0.03 s): "
+                        "default 7; quick 3")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="products' precision of every step and of the peak (default fp32; "
                         "tf32 for the dense TF32 peak of a GPU)")

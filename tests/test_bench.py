@@ -39,6 +39,14 @@ def check_stats(t, n_blocks):
     assert t["iqr_s"] == pytest.approx(t["q3_s"] - t["q1_s"])
 
 
+def check_timed(t, settings):
+    """A `time_calls` result: blocks of `calls_per_block` calls (blocked_autorange picks how
+    many), timed for repeats x block_seconds at least."""
+    check_stats(t, len(t["blocks_s"]))
+    timed = t["calls_per_block"] * sum(t["blocks_s"])
+    assert timed >= settings["repeats"] * settings["block_seconds"] * (1 - 1e-9)
+
+
 def test_results_are_strict_json_with_provenance(results):
     assert json.loads(json.dumps(results, allow_nan=False)) == results
     env = results["environment"]
@@ -55,7 +63,7 @@ def test_peak_entries(results):
     names = [e["name"] for e in peak["matmuls"]]
     assert names == ["mnist-64 forward", "mnist-64 weight gradient", "square 1024"]
     for e in peak["matmuls"]:
-        check_stats(e["time"], results["settings"]["repeats"])
+        check_timed(e["time"], results["settings"])
         assert e["flops"] == 2 * e["m"] * e["k"] * e["n"]
         assert e["gflops"] == pytest.approx(e["flops"] / e["time"]["median_s"] / 1e9)
     assert peak["gflops"] == max(e["gflops"] for e in peak["matmuls"])
@@ -69,7 +77,7 @@ def test_every_rule_has_every_field(results):
     B, sizes = shape["batch_size"], shape["sizes"]
     assert (B, sizes) == (64, [784, 1024, 10])
     for key, r in shape["rules"].items():
-        check_stats(r["step"], results["settings"]["repeats"])
+        check_timed(r["step"], results["settings"])
         median = r["step"]["median_s"]
         assert r["flops_per_step"] == 2 * step_cost(bench.bench_rules()[key][1], sizes, B).macs
         assert r["samples_per_s"] == pytest.approx(B / median)
@@ -109,7 +117,7 @@ def test_conv_net_is_timed_with_its_flop_count(results):
     assert conv["available"] and conv["batch_size"] == 50
     assert list(conv["rules"]) == bench.conv_rules()
     for rule, r in conv["rules"].items():
-        check_stats(r["step"], results["settings"]["repeats"])
+        check_timed(r["step"], results["settings"])
         assert r["flops_per_step"] == 2 * conv_step_cost(rule, (1, 28, 28), (32,), 5, 2, (), 10,
                                                          50).macs
         assert r["gflops"] == pytest.approx(r["flops_per_step"] / r["step"]["median_s"] / 1e9)
@@ -126,7 +134,7 @@ def test_population_throughput(results):
     assert [e["K"] for e in pop["sizes"]] == [1, 4]
     one = pop["sizes"][0]
     for e in pop["sizes"]:
-        check_stats(e["step"], results["settings"]["repeats"])
+        check_timed(e["step"], results["settings"])
         assert e["flops_per_step"] == e["K"] * 2 * step_cost("pepita", [784, 1024, 10], 64).macs
         assert e["member_samples_per_s"] == pytest.approx(e["K"] * 64 / e["step"]["median_s"])
         assert e["throughput_over_K1"] == pytest.approx(
@@ -170,10 +178,11 @@ def test_refused_settings():
 
 def test_time_calls_counts_warmup_and_blocks():
     calls = []
-    t = bench.time_calls(lambda: calls.append(1), torch.device("cpu"), repeats=4, warmup=2,
-                         block_seconds=0.0)
-    check_stats(t, 4)
-    assert t["calls_per_block"] == 1 and len(calls) == 2 + 1 + 4  # warm-up, calibration, blocks
+    t = bench.time_calls(lambda: calls.append(1), torch.device("cpu"), min_run_time=0.0,
+                         warmup=2)
+    check_stats(t, len(t["blocks_s"]))
+    timed = t["calls_per_block"] * len(t["blocks_s"])
+    assert t["calls_per_block"] == 1 and len(calls) > 2 + timed  # warm-up, calibration, blocks
 
 
 @pytest.mark.skipif(bench.minor_page_faults() is None, reason="no resource module")
@@ -187,8 +196,8 @@ def test_time_calls_counts_page_faults_of_fresh_memory():
             for i in range(pages):
                 m[i * mmap.PAGESIZE] = 1
 
-    fresh = bench.time_calls(touch_fresh_pages, torch.device("cpu"), repeats=3, warmup=1,
-                             block_seconds=0.0)
+    fresh = bench.time_calls(touch_fresh_pages, torch.device("cpu"), min_run_time=0.0,
+                             warmup=1)
     assert fresh["page_faults_per_call"] >= pages
     assert bench._faults_note(fresh) == f"  {fresh['page_faults_per_call']:.0f} page faults/call"
     reused = bytearray(pages * mmap.PAGESIZE)
@@ -197,8 +206,8 @@ def test_time_calls_counts_page_faults_of_fresh_memory():
         for i in range(pages):
             reused[i * mmap.PAGESIZE] = 1
 
-    same = bench.time_calls(touch_same_pages, torch.device("cpu"), repeats=3, warmup=1,
-                            block_seconds=0.01)
+    same = bench.time_calls(touch_same_pages, torch.device("cpu"), min_run_time=0.03,
+                            warmup=1)
     assert same["page_faults_per_call"] < 1 and bench._faults_note(same) == ""
 
 
