@@ -5,6 +5,7 @@ The run folder (what is written, how it is read back) is `pepita_lab.store`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -14,8 +15,8 @@ from .config import ConfigError, RunConfig, validate
 from .data import TensorData, run_data
 from .devices import resolve_device
 from .records import run_id
-from .store import (Run, RunStore, load_run, load_runs, read_checkpoint,
-                    read_config, run_datasets)
+from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, load_runs,
+                    read_checkpoint, read_config, run_datasets)
 from .traces import Tracer
 from .preflight import check_memory
 from .training import Trainer, trains_as_population
@@ -29,9 +30,32 @@ def _check_trace_every(trace_every) -> None:
         raise ConfigError(f"trace_every={trace_every!r} is not allowed: expected an integer >= 1")
 
 
+def _check_snapshot_epochs(snapshot_epochs) -> tuple[int, ...] | None:
+    if snapshot_epochs is None:
+        return None
+    values = ([snapshot_epochs] if isinstance(snapshot_epochs, int) else
+              list(snapshot_epochs) if isinstance(snapshot_epochs, (list, tuple)) else None)
+    if values is None or not values or any(isinstance(e, bool) or not isinstance(e, int)
+                                           or e < 0 for e in values):
+        raise ConfigError(f"snapshot_epochs={snapshot_epochs!r} is not allowed: expected "
+                          "epochs, integers >= 0 (0: the initial net)")
+    return tuple(sorted(set(values)))
+
+
+def as_config(config) -> RunConfig:
+    """`config` validated: a RunConfig, or a dict of its fields."""
+    if isinstance(config, dict):
+        return RunConfig.from_dict(config)
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"config={config!r:.60} is not allowed: expected a RunConfig "
+                          "(pepita_lab.preset(...) or RunConfig(...)) or a dict of its fields")
+    return validate(config)
+
+
 def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
          callbacks: tuple, should_stop) -> Run:
-    """Run `trainer` to its end (or stop / divergence) with the store writing as it goes."""
+    """Run `trainer` to its end (or stop / divergence) with the store writing as it goes. A
+    run that fails before finishing its first epoch leaves no folder it created."""
     trainer.callbacks = [cb for cb in (tracer, store) if cb is not None] + list(callbacks)
     try:
         status = trainer.run(should_stop)
@@ -40,6 +64,11 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
                                               checkpoint=status == "completed")
         else:
             history, activations = run_datasets(trainer, tracer, status)
+    except BaseException:
+        if store is not None and trainer.epoch == 0 and not isinstance(
+                sys.exc_info()[1], KeyboardInterrupt):
+            store.abandon()  # nothing worth keeping: the next try starts afresh
+        raise
     finally:
         if store is not None:
             store.close()
@@ -50,26 +79,34 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,
           progress: bool = True, callbacks: tuple = (), trace_every: int | None = None,
           snapshot_epochs: tuple[int, ...] | None = None, traces: bool = True,
-          should_stop: Callable[[], bool] | None = None) -> Run:
+          should_stop: Callable[[], bool] | None = None, overwrite: bool = False) -> Run:
     """Train one run of `config`; with `out`, write it to that folder as it goes.
 
-    The config is validated and the data loaded before anything is written, so a refused run
-    leaves `out` untouched; a folder another process is writing to is refused. Traces
+    The config is validated before anything is written; then `out` is locked (a folder
+    another process is writing to is refused) and checked: a folder that already holds a run
+    is refused unless `overwrite` (its files are then replaced); a start that fails (bad data,
+    a full disk before the first epoch ends) removes the folder it created. Traces
     (`traces=True`) are recorded after every epoch, and every `trace_every` steps if given;
     activation snapshots at `snapshot_epochs` (default: every epoch of short runs, 0, 1, 2, 5,
     10, 20, 50, ... of long ones). `should_stop` (checked every step) ends the run early with
     status "stopped"; a diverging run ends with status "diverged". Either way the checkpoint
     is that of the last complete epoch, so `resume(out)` continues from it.
     """
-    config = validate(config)
+    config = as_config(config)
     _check_trace_every(trace_every)
+    snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
     check_memory(config)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
-    trainer = Trainer(config, data, progress=progress)
     store = None
     if out is not None:
         store = RunStore(Path(out), tracer)
-        store.open(config)
+        store.open(config, overwrite=overwrite)
+    try:
+        trainer = Trainer(config, data, progress=progress)
+    except BaseException:
+        if store is not None:
+            store.abandon()
+        raise
     return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
@@ -77,23 +114,36 @@ def resume(path: str | Path, *, data: TensorData | None = None, progress: bool =
            callbacks: tuple = (), should_stop: Callable[[], bool] | None = None,
            epochs: int | None = None) -> Run:
     """Continue the run in folder `path` from its last complete epoch (to `epochs` if given,
-    else to the epochs of its config). On the CPU the result equals that of an uninterrupted
-    run bit for bit: weights, momentum, data order and dropout streams are all restored."""
+    else to the epochs of its config; fewer epochs than it has done are refused). The folder
+    is locked first; its config.json must match its checkpoint (rule, architecture, dataset,
+    F, ...). On the CPU the result equals that of an uninterrupted run bit for bit: weights,
+    momentum, data order and dropout streams are all restored."""
     path = Path(path)
-    config = read_config(path)
-    if epochs is not None:
-        config = config.replace(epochs=epochs)
-    state = read_checkpoint(path)
-    trace_state = state.get("callbacks", {}).get("Tracer")
-    tracer = None
-    if trace_state is not None:
-        every = trace_state.get("every_steps")
-        tracer = Tracer(every, tuple(trace_state["snapshot_epochs"]) or None)
-    trainer = Trainer(config, data, progress=progress)
-    trainer.callbacks = [tracer] if tracer is not None else []
-    trainer.load_state_dict(state)
-    store = RunStore(path, tracer)
-    store.open(config)
+    if not path.is_dir():
+        raise RunFolderError(f"{path} is not a run folder: nothing to resume")
+    store = RunStore(path)
+    store.lock()
+    try:
+        config = read_config(path)
+        state = read_checkpoint(path)
+        check_checkpoint(config, state, path)
+        if epochs is not None:
+            if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < state["epoch"]:
+                raise ConfigError(f"epochs={epochs!r} is not allowed: {path} has "
+                                  f"{state['epoch']} epochs done; resuming can only extend a "
+                                  "run (or keep its length)")
+            config = config.replace(epochs=epochs)
+        check_memory(config)
+        trace_state = state.get("callbacks", {}).get("Tracer")
+        tracer = None if trace_state is None else Tracer(trace_state.get("every_steps"))
+        trainer = Trainer(config, data, progress=progress)
+        trainer.callbacks = [tracer] if tracer is not None else []
+        trainer.load_state_dict(state)
+        store.tracer = tracer
+        store.write_config(config)
+    except BaseException:
+        store.close()
+        raise
     return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
@@ -101,12 +151,18 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
                      data: TensorData | None = None, progress: bool = True,
                      trace_every: int | None = None,
                      snapshot_epochs: tuple[int, ...] | None = None, traces: bool = True,
-                     should_stop: Callable[[], bool] | None = None) -> list[Run]:
+                     should_stop: Callable[[], bool] | None = None,
+                     overwrite: bool = False) -> list[Run]:
     """Train `configs` (one architecture; they may differ in seed, F scale, lr, sign and
     feedback scale) at once as one population with batched products; return one `Run` per
-    member. With `out`, each member gets a run folder `out/<run id>` like a separate run's."""
-    configs = [validate(c) for c in configs]
+    member. With `out`, each member gets a run folder `out/<run id>` like a separate run's
+    (locked, checked and cleaned up on a failed start as `train`'s, `overwrite` as there)."""
+    if not isinstance(configs, (list, tuple)) or not configs:
+        raise ConfigError(f"configs={configs!r:.60} is not allowed: expected a non-empty list "
+                          "of RunConfig")
+    configs = [as_config(c) for c in configs]
     _check_trace_every(trace_every)
+    snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
     check_memory(configs[0].replace(hidden=tuple(len(configs) * w for w in configs[0].hidden)))
     pop = Trainer(list(configs), data, progress=progress)
     stores = []
@@ -116,10 +172,21 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
             store = None
             if out is not None:
                 store = RunStore(Path(out) / run_id(member.config), tracer)
-                store.open(member.config)
+                try:
+                    store.open(member.config, overwrite=overwrite)
+                except BaseException:
+                    for opened in stores:  # a failed start leaves nothing it created
+                        opened.abandon()
+                    raise
                 stores.append(store)
             member.callbacks = [cb for cb in (tracer, store) if cb is not None]
-        statuses = pop.run(should_stop)
+        try:
+            statuses = pop.run(should_stop)
+        except BaseException:
+            if pop.epoch == 0 and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                for opened in stores:
+                    opened.abandon()
+            raise
         runs = []
         for member, status in zip(pop.members, statuses):
             store = next((cb for cb in member.callbacks if isinstance(cb, RunStore)), None)
@@ -169,6 +236,13 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
     from .training import shared_settings
 
     _check_trace_every(trace_every)
+    for name, values in axes.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"{name}={values!r} is not allowed: expected a non-empty list of "
+                              "values to train")
+        if len({repr(v) for v in values}) < len(values):
+            raise ConfigError(f"{name}={list(values)!r} is not allowed: a value is repeated")
+    base = as_config(base)
     fields = list(axes)
     points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
     configs = [base.replace(**p) for p in points]  # every point validated before any training

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last complete epoch (its own "
                         "settings; --epochs may extend it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (refused without this flag)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -75,7 +78,11 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     overrides = {name: getattr(args, name) for name in field_names()
                  if getattr(args, name, None) is not None}
     grid = {k: overrides.pop(k) for k in GRID_FLAGS if k in overrides}
+    for k, values in grid.items():
+        if len(set(values)) < len(values):
+            raise ConfigError(f"{k}={values!r} is not allowed: a value is repeated")
     base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
+    _refuse_conv_flags_on_fc(args, base)
     return [base.replace(**dict(zip(grid, values)))
             for values in itertools.product(*grid.values())]
 
@@ -90,6 +97,33 @@ class _PrintEpochs:
         tqdm.write(f"epoch {trainer.epoch}: train_loss={v['train_loss']:.4f} "
                    f"train_acc={v['train_acc']:.4f} test_loss={v['test_loss']:.4f} "
                    f"test_acc={v['test_acc']:.4f} ({v['epoch_time']:.1f} s)")
+
+
+# Flags that keep their meaning with --resume: --epochs extends the run.
+RESUME_FLAGS = ("resume", "epochs", "quiet")
+
+
+def _refuse_flags_with_resume(args) -> None:
+    """--resume continues a run with its own settings: any other setting is refused, so that
+    none is silently ignored."""
+    given = [k for k in [*field_names(), "preset", "out", "trace_every", "snapshot_epochs"]
+             if k not in RESUME_FLAGS and getattr(args, k, None) not in (None, False)]
+    if args.overwrite:
+        given.append("overwrite")
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} cannot be used with --resume: a resumed run keeps its own "
+                          "settings (only --epochs may extend it); start a new run to change "
+                          "them")
+
+
+def _refuse_conv_flags_on_fc(args, config: RunConfig) -> None:
+    from .config import CONV_FIELDS
+
+    given = [k for k in CONV_FIELDS if getattr(args, k, None) is not None]
+    if given and config.model != "conv":
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to conv nets only: add "
+                          "--model conv (or drop it)")
 
 
 def _stop_on_signals():
@@ -107,22 +141,21 @@ def cmd_train(args) -> int:
     from .api import resume, train
 
     callbacks = (_PrintEpochs(),)
-    stop = _stop_on_signals()
     if args.resume:
+        _refuse_flags_with_resume(args)
         out = Path(args.resume)
+        stop = _stop_on_signals()
         run = resume(out, progress=not args.quiet, callbacks=callbacks,
                      should_stop=stop.is_set, epochs=args.epochs)
     else:
         configs = configs_from_args(args)
         out = Path(args.out) if args.out else None
-        if out is not None and out.exists() and any(out.iterdir()):
-            raise ConfigError(f"out={str(out)!r} is not empty: choose a new folder "
-                              "(or continue it with --resume)")
+        stop = _stop_on_signals()
         if len(configs) > 1:
             return _train_population(configs, out, args, stop)
         run = train(configs[0], out=out, progress=not args.quiet,
                     trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
-                    callbacks=callbacks, should_stop=stop.is_set)
+                    callbacks=callbacks, should_stop=stop.is_set, overwrite=args.overwrite)
     last = int(run.history.epoch[-1])
     where = f" in {out}" if out is not None else ""
     if run.status == "diverged":
@@ -147,8 +180,8 @@ def _train_population(configs, out, args, stop) -> int:
     from .api import train_population
 
     runs = train_population(configs, out=out, progress=not args.quiet,
-                            trace_every=args.trace_every,
-                            snapshot_epochs=args.snapshot_epochs, should_stop=stop.is_set)
+                            trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
+                            should_stop=stop.is_set, overwrite=args.overwrite)
     for run in runs:
         c = run.config
         print(f"{run.history.run.item()}: f_scale={c.f_scale:g} lr={c.lr:g} seed={c.seed} "
@@ -306,6 +339,13 @@ def cmd_reproduce(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import SweepSpec, load_spec_file, parse_assignments, run_sweep
 
+    if not args.out:
+        raise ConfigError("a sweep needs --out FOLDER: its points, sweep.json and sweep.nc go "
+                          "there (rerunning the command finishes an interrupted sweep)")
+    for flag in ("resume", "overwrite", "trace_every", "snapshot_epochs"):
+        if getattr(args, flag, None):
+            raise ConfigError(f"--{flag.replace('_', '-')} is not a sweep flag: a sweep resumes "
+                              "by rerunning its command")
     doc = load_spec_file(args.spec) if args.spec else {}
     configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
     base = RunConfig.from_dict({**doc.get("base", {}), **{
@@ -373,6 +413,8 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pepita-lab", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (e.g. pepita-lab --debug train ...)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run")
     _add_train_args(p)
@@ -469,18 +511,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataNotFoundError
+    """The command's one error path: refused input and files end in one line naming the
+    thing and what to do (exit 2), an interruption exits 130, anything else one line with
+    the hint to rerun with --debug (exit 1), which shows the traceback."""
+    from .data import DataIntegrityError, DataNotFoundError
 
     args = build_parser().parse_args(argv)
     args.argv = argv  # the words as given (sweeps keep the order of their grid flags)
     try:
         return args.func(args)
-    except (ConfigError, DataNotFoundError, FileNotFoundError) as err:
-        print(f"pepita-lab: error: {err}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # `pepita-lab inspect R | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("pepita-lab: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        user = (ConfigError, DataNotFoundError, DataIntegrityError, OSError)
+        ours = isinstance(err, user)
+        print(f"pepita-lab: error: {_one_line(err, ours)}" + ("" if ours else
+              " (an internal error: rerun with --debug for the traceback)"), file=sys.stderr)
+        return 2 if ours else 1
+
+
+def _one_line(err: BaseException, ours: bool) -> str:
+    """An exception as one line: an OS error as its reason and file; one of ours as its
+    message; anything else with its type."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if ours else f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":

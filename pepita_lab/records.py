@@ -18,7 +18,11 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import IDENTITY_FIELDS, RunConfig, field_kind
+from .config import IDENTITY_FIELDS, ConfigError, RunConfig, field_kind
+
+class DamagedFileError(ConfigError):
+    """A file of a run or sweep folder that cannot be read back (truncated, altered)."""
+
 
 # Settings that become coordinates along `run`: every field that changes what a run computes
 # (the rest, such as the device, stay in the JSON config attribute).
@@ -206,6 +210,19 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
     return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Rename the finished temporary file over `path`, with the mode a plainly created file
+    would get (mkstemp makes its files 0600)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one."""
     path = Path(path)
@@ -215,7 +232,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -232,7 +249,7 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
         ds.drop_encoding().to_netcdf(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -243,6 +260,13 @@ def write_json(obj, path: Path) -> None:
 
 
 def read_netcdf(path: Path) -> xr.Dataset:
-    """Load a dataset fully into memory (the file is closed on return)."""
-    with xr.open_dataset(path) as ds:
-        return ds.load()
+    """Load a dataset fully into memory (the file is closed on return); a file that is not
+    a readable netCDF file raises `DamagedFileError` naming it."""
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # HDF / netCDF errors of truncated or altered files
+        raise DamagedFileError(f"{path} is damaged or not a netCDF file "
+                               f"({type(err).__name__}: {err})") from None

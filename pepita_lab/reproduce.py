@@ -86,12 +86,8 @@ def run_plan(plan: Plan, *, progress: bool = True) -> list[Path]:
         if is_complete(path, config):
             continue
         bar.set_postfix_str(name)
-        if path.exists():  # an interrupted or different run: start it again
-            import shutil
-
-            shutil.rmtree(path)
-        start = time.perf_counter()
-        run = train(config, out=path, progress=progress)
+        start = time.perf_counter()  # an interrupted or different run starts again, locked
+        run = train(config, out=path, progress=progress, overwrite=True)
         entry = {"run": name, "test_acc": run.test_acc, "status": run.status,
                  "wall_s": round(time.perf_counter() - start, 1)}
         with open(plan.out / "log.jsonl", "a") as f:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,10 +116,29 @@ class RunStore:
     path: Path
     tracer: "Tracer | None" = None
     _lock: filelock.BaseFileLock | None = field(default=None, repr=False)
+    created: bool = False  # whether `open` made the folder
 
-    def open(self, config: RunConfig) -> None:
-        """Lock the folder and write config.json (call before training starts)."""
+    def open(self, config: RunConfig, *, overwrite: bool = False,
+             resume: bool = False) -> None:
+        """Lock the folder, then check it, then write config.json (call before training). A
+        new run needs an absent or empty folder; a folder holding a run is replaced only with
+        `overwrite` (its files removed first), or continued with `resume`. A refused or failed
+        start removes the folder again if it created it."""
+        self.created = _check_folder_path(self.path)
+        try:
+            self._lock = lock_folder(self.path)
+            if not resume:
+                _clear_for_new_run(self.path, overwrite)
+            self.write_config(config)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def lock(self) -> None:
+        """Lock an existing folder (to resume it: check it, then `write_config`)."""
         self._lock = lock_folder(self.path)
+
+    def write_config(self, config: RunConfig) -> None:
         write_json({"format_version": FORMAT_VERSION, "pepita_lab_version": __version__,
                     "config": config.to_dict()}, self.path / CONFIG_FILE)
 
@@ -125,6 +146,13 @@ class RunStore:
         if self._lock is not None:
             unlock_folder(self._lock)
             self._lock = None
+
+    def abandon(self) -> None:
+        """Unlock, and remove the folder if this store created it (a start that failed before
+        anything worth keeping was written)."""
+        self.close()
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def on_train_start(self, trainer: "Member") -> None:
         if trainer.epoch == 0:  # a first good checkpoint, should epoch 1 already diverge
@@ -143,6 +171,59 @@ class RunStore:
             write_netcdf(activations, self.path / ACTIVATIONS_FILE)
         write_netcdf(history, self.path / HISTORY_FILE)
         return history, activations
+
+
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, ACTIVATIONS_FILE, CHECKPOINT_FILE)
+
+
+def _check_folder_path(path: Path) -> bool:
+    """RunFolderError unless `path` can be a run folder (not a file, not below one); creates
+    it. Returns whether it was created."""
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == path else f"is below {str(p)!r}, which is a file"
+            raise RunFolderError(f"out={str(path)!r} {where}: choose a folder")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFolderError(f"out={str(path)!r} cannot be created ({err.strerror}): choose "
+                             "a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunFolderError(f"out={str(path)!r} is not writable: choose a folder you can "
+                             "write to")
+    return created
+
+
+def _clear_for_new_run(path: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds anything but our lock, unless it holds a run and
+    `overwrite` says to replace it (then its run files go)."""
+    others = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE
+                    and not p.name.startswith("."))
+    if not others:
+        return
+    if not (path / CONFIG_FILE).is_file():
+        raise RunFolderError(f"out={str(path)!r} is not empty and holds no run ({others[0]}, "
+                             "...): choose a new folder")
+    if not overwrite:
+        status = _status(path)
+        raise RunFolderError(f"out={str(path)!r} already holds a {status} run: continue it "
+                             "with --resume (resume() in Python), or replace it with "
+                             "--overwrite (overwrite=True)")
+    unknown = [name for name in others if name not in RUN_FILES]
+    if unknown:
+        raise RunFolderError(f"out={str(path)!r} holds files that are not a run's "
+                             f"({', '.join(unknown)}): not overwriting; choose a new folder")
+    for name in others:
+        (path / name).unlink()
+
+
+def _status(path: Path) -> str:
+    """The status a run folder's history records ("completed", "stopped", ...)."""
+    try:
+        return str(read_netcdf(path / HISTORY_FILE).attrs.get("status", "unfinished"))
+    except (OSError, ConfigError):
+        return "unfinished"
 
 
 def read_config(path: Path) -> RunConfig:
@@ -167,36 +248,83 @@ def read_config(path: Path) -> RunConfig:
         raise RunFolderError(f"{file} holds an invalid config: {err}") from None
 
 
+CHECKPOINT_KEYS = {"config", "net", "velocity", "epoch", "step", "history", "order_gen",
+                   "mask_gen"}
+
+
 def read_checkpoint(path: Path) -> dict:
     file = Path(path) / CHECKPOINT_FILE
     if not file.is_file():
         raise RunFolderError(f"{path} has no {CHECKPOINT_FILE}: nothing to resume or load")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle / zip errors of a damaged file
-        raise RunFolderError(f"{file} is corrupt ({type(err).__name__}: {err})") from None
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle / zip errors of a damaged or foreign file
+        raise RunFolderError(f"{file} is corrupt or not a pepita-lab checkpoint (it cannot be "
+                             f"read back: {type(err).__name__}); start a new run, or restore "
+                             "the file") from None
+    missing = sorted(CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["all"]
+    if missing:
+        raise RunFolderError(f"{file} is not a pepita-lab checkpoint (no {', '.join(missing)})")
+    return state
 
 
 def load_run(path: str | Path) -> Run:
     """A run folder written by `pepita_lab.train(..., out=path)`, back as a `Run`."""
     path = Path(path)
     config = read_config(path)
+    if not (path / HISTORY_FILE).is_file():
+        raise RunFolderError(f"{path} has no {HISTORY_FILE}: the run never finished an epoch "
+                             "(or the file was removed)")
     history = with_run_coords(read_netcdf(path / HISTORY_FILE), config)
     if "status" not in history.coords:  # written before status became a coordinate
         history = history.assign_coords(status=("run", [history.attrs.get("status", "unknown")]))
     activations = (with_run_coords(read_netcdf(path / ACTIVATIONS_FILE), config)
                    if (path / ACTIVATIONS_FILE).is_file() else None)
-    net = Net.from_state_dict(read_checkpoint(path)["net"])
+    state = read_checkpoint(path)
+    check_checkpoint(config, state, path)
+    net = Net.from_state_dict(state["net"])
     return Run(config, history, activations, net, history.attrs.get("status", "unknown"), path)
+
+
+def check_checkpoint(config: RunConfig, state: dict, path: Path) -> None:
+    """RunFolderError unless the checkpoint of run folder `path` is a run of `config` (its
+    config.json): the same settings but for the epochs, and weights for each of its layers."""
+    file = Path(path) / CHECKPOINT_FILE
+    try:
+        saved = RunConfig.from_dict(state["config"])
+        n_weights = len(state["net"]["weights"])
+    except (ConfigError, TypeError, KeyError) as err:
+        raise RunFolderError(f"{file} holds no valid run ({type(err).__name__}: {err})") from None
+    mine, theirs = config.identity(), saved.identity()
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k != "epochs" and mine.get(k) != theirs.get(k))
+    if differ:
+        k = differ[0]
+        raise RunFolderError(
+            f"{Path(path) / CONFIG_FILE} does not match {file}: {k}={mine.get(k)!r} in the "
+            f"config, {theirs.get(k)!r} in the checkpoint ({', '.join(differ)} differ); "
+            f"restore config.json, or start a new run")
+    if n_weights != config.n_layers:
+        raise RunFolderError(f"{file} holds {n_weights} layers but its config has "
+                             f"{config.n_layers}: the folder is damaged")
 
 
 def load_runs(paths, what: str = "history") -> xr.Dataset:
     """The histories (or `what="activations"`) of several run folders, concatenated along
     `run`, their hyperparameters as coordinates; shorter runs are padded with NaN."""
+    paths = list(paths)
+    if not paths:
+        raise ConfigError("paths is empty: expected at least one run folder")
     datasets = [getattr(load_run(p), what) for p in paths]
     if any(d is None for d in datasets):
-        raise ValueError(f"some runs have no {what} dataset")
+        missing = [str(p) for p, d in zip(paths, datasets) if d is None]
+        raise RunFolderError(f"{missing[0]} has no {what} dataset ({len(missing)} of "
+                             f"{len(paths)} runs lack one)")
     # coords="all": per-run coordinates such as the probe labels get a `run` dimension
     # instead of clashing; join="outer" pads shorter runs and narrower layers with NaN.
-    return xr.concat(datasets, dim="run", join="outer", coords="all", data_vars="all",
-                     combine_attrs="drop_conflicts")
+    try:
+        return xr.concat(datasets, dim="run", join="outer", coords="all", data_vars="all",
+                         combine_attrs="drop_conflicts")
+    except (ValueError, TypeError) as err:  # e.g. image probes of different shapes
+        raise ConfigError(f"these runs cannot be combined into one dataset ({err}); load "
+                          "runs of one dataset together") from None

@@ -50,13 +50,42 @@ class SweepSpec:
             if k not in names or k == "seed":
                 raise ConfigError(f"sweep field {k!r} is not allowed: expected config fields "
                                   f"other than seed ({', '.join(sorted(names - {'seed'}))})")
-        if not 0 < self.halving_keep < 1:
+        for k, values in self.grid.items():
+            _check_values(f"grid {k}", values)
+        _check_values("seeds", self.seeds)
+        self.seeds = [_count("seeds", s, low=0, high=2**63 - 1) for s in self.seeds]
+        for k, spec in self.random.items():
+            if _is_range(spec):
+                if not 0 < spec[0] < spec[1]:
+                    raise ConfigError(f"random {k}={spec[0]}:{spec[1]} is not allowed: a "
+                                      "log-uniform range needs 0 < LOW < HIGH")
+            else:
+                _check_values(f"random {k}", spec)
+        self.n_random = _count("n_random", self.n_random, low=0)
+        if self.random and not self.n_random:
+            raise ConfigError("a random search needs the number of points: n_random (--n-random "
+                              "N) >= 1")
+        if self.n_random and not self.random:
+            raise ConfigError(f"n_random={self.n_random} is not allowed without random ranges "
+                              "(--random FIELD=LOW:HIGH)")
+        self.pack_size = _count("pack_size", self.pack_size, low=1)
+        self.threads = _count("threads", self.threads, low=1)
+        self.random_seed = _count("random_seed", self.random_seed, low=0)
+        if isinstance(self.halving_keep, bool) or not isinstance(
+                self.halving_keep, (int, float)) or not 0 < self.halving_keep < 1:
             raise ConfigError(f"halving_keep={self.halving_keep!r} is not allowed: expected a "
                               "number between 0 and 1")
-        if sorted(self.halving_epochs) != list(self.halving_epochs) or any(
-                e < 1 or e >= self.base.epochs for e in self.halving_epochs):
+        if not isinstance(self.halving_epochs, (list, tuple)):
+            raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: expected "
+                              "a list of epochs")
+        self.halving_epochs = [_count("halving_epochs", e, low=1) for e in self.halving_epochs]
+        if sorted(set(self.halving_epochs)) != list(self.halving_epochs) or any(
+                e >= self.base.epochs for e in self.halving_epochs):
             raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: "
                               f"expected increasing epochs between 1 and {self.base.epochs - 1}")
+        if self.halving_epochs and "epochs" in self.swept:
+            raise ConfigError("halving_epochs cannot be used while epochs is swept: the rungs "
+                              "need one length for every point")
 
     @property
     def swept(self) -> list[str]:
@@ -67,7 +96,8 @@ class SweepSpec:
         rows = [dict(zip(self.grid, v)) for v in itertools.product(*self.grid.values())]
         rng = pyrandom.Random(self.random_seed)
         for _ in range(self.n_random):
-            rows.append({k: _draw(rng, v) for k, v in self.random.items()})
+            rows.append({k: _draw(rng, v, integer=field_kind(k).startswith("int"))
+                         for k, v in self.random.items()})
         return [self.base.replace(**row, seed=s) for row in rows for s in self.seeds]
 
     def to_dict(self) -> dict:
@@ -83,26 +113,76 @@ class SweepSpec:
         return cls(base=base, **d)
 
 
-def _draw(rng, spec):
-    if isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, (int, float))
-                                                         for v in spec):
+def _is_range(spec) -> bool:
+    return (isinstance(spec, (list, tuple)) and len(spec) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec))
+
+
+def _draw(rng, spec, integer: bool = False):
+    """A log-uniform draw from the range [low, high] (rounded for integer fields), or one of
+    a list of choices."""
+    if _is_range(spec):
         lo, hi = spec
-        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        return round(value) if integer else value
     return rng.choice(spec)
+
+
+def _check_values(what: str, values) -> None:
+    """ConfigError unless `values` is a non-empty list without repeats."""
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"{what}={values!r} is not allowed: expected a non-empty list of "
+                          "values")
+    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
+        raise ConfigError(f"{what}={list(values)!r} is not allowed: a value is repeated")
+
+
+def _count(name: str, value, *, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        bound = f" and <= {high}" if high is not None else ""
+        raise ConfigError(f"{name}={value!r} is not allowed: expected an integer >= {low}"
+                          f"{bound}")
+    return value
+
+
+SPEC_KEYS = ("base", "grid", "seeds", "random", "n_random", "random_seed", "pack_size",
+             "halving_epochs", "halving_keep", "threads")
 
 
 def load_spec_file(path: str | Path) -> dict:
     """A sweep described in YAML or TOML: `base` (config fields), `grid`, `seeds`, `random`,
     `n_random`, ... (the fields of `SweepSpec`)."""
     path = Path(path)
-    text = path.read_text()
-    if path.suffix == ".toml":
-        import tomllib
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"spec={str(path)!r} cannot be read ({err})") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
 
-        return tomllib.loads(text)
-    import yaml
+            doc = tomllib.loads(text)
+        else:
+            import yaml
 
-    return yaml.safe_load(text) or {}
+            doc = yaml.safe_load(text) or {}
+    except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
+        kind = "TOML" if path.suffix == ".toml" else "YAML"
+        first = " ".join(str(err).split())[:160]
+        raise ConfigError(f"spec={str(path)!r} is not valid {kind}: {first}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"spec={str(path)!r} holds a {type(doc).__name__}: expected a "
+                          f"mapping of {', '.join(SPEC_KEYS)}")
+    unknown = sorted(set(doc) - set(SPEC_KEYS))
+    if unknown:
+        raise ConfigError(f"spec={str(path)!r}: unknown key(s) {unknown}; allowed: "
+                          f"{', '.join(SPEC_KEYS)}")
+    for key in ("base", "grid", "random"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise ConfigError(f"spec={str(path)!r}: {key} must be a mapping of config fields, "
+                              f"not {doc[key]!r:.60}")
+    return doc
 
 
 def point_id(config: RunConfig) -> str:
@@ -189,30 +269,43 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 0,
     `workers` > 0 starts a local Dask cluster, `scheduler` connects to one; an `engine` passed
     in is used as it is and left open."""
     out = Path(out)
-    (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers={workers!r} is not allowed: expected an integer >= 0 "
+                          "(0: in this process)")
+    points = spec.points()  # every point validated before anything is written
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file: choose a folder for the sweep")
     spec_file = out / SPEC_FILE
-    if spec_file.exists() and json.loads(spec_file.read_text()) != spec.to_dict():
-        raise ConfigError(f"out={str(out)!r} holds a different sweep: choose a new folder")
+    if spec_file.exists() and _read_spec(spec_file) != spec.to_dict() and any(
+            (out / POINTS_DIR).glob("*.nc")):
+        raise ConfigError(f"out={str(out)!r} holds a different sweep with finished points: "
+                          "choose a new folder (or rerun that sweep's command to finish it)")
+    (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
     write_json(spec.to_dict(), spec_file)
-    points = spec.points()
     own_engine = engine is None
     engine = engine or Engine(workers, scheduler)
     if engine.dashboard and progress:
         print(f"Dask dashboard: {engine.dashboard}")
     try:
-        rungs = list(spec.halving_epochs) + [spec.base.epochs]
         alive = points
-        for r, epochs in enumerate(rungs):
+        for epochs in spec.halving_epochs:  # rungs: (points' own epochs without halving)
             todo = [c.replace(epochs=epochs) for c in alive]
             _run_points(engine, todo, spec, out, progress, f"epochs {epochs}")
-            if r < len(rungs) - 1:
-                alive = _survivors(alive, epochs, spec.halving_keep, out)
+            alive = _survivors(alive, epochs, spec.halving_keep, out)
+        _run_points(engine, alive, spec, out, progress, "points")
     finally:
         if own_engine:
             engine.close()
     ds = assemble(out, spec)
     write_netcdf(ds, out / RESULT_FILE)
     return ds
+
+
+def _read_spec(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # damaged: replaced by the new spec when no point is finished
 
 
 def _point_file(out: Path, config: RunConfig) -> Path:
@@ -251,14 +344,14 @@ def assemble(out: str | Path, spec: SweepSpec) -> xr.Dataset:
     out = Path(out)
     histories = []
     for c in spec.points():
-        rungs = list(spec.halving_epochs) + [spec.base.epochs]
+        rungs = list(spec.halving_epochs) + [c.epochs]
         done = [e for e in rungs if _point_file(out, c.replace(epochs=e)).exists()]
         if not done:
             continue
         h = read_netcdf(_point_file(out, c.replace(epochs=done[-1])))
-        stopped = done[-1] if done[-1] < spec.base.epochs else -1
+        stopped = done[-1] if done[-1] < c.epochs else -1
         histories.append(h.assign_coords(stopped_at_epoch=("run", [stopped]),
-                                         epochs=("run", [spec.base.epochs])))
+                                         epochs=("run", [c.epochs])))
     if not histories:
         raise ConfigError(f"no finished points in {out}")
     ds = xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",
@@ -275,6 +368,8 @@ def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
     run_coords = [k for k, v in ds.coords.items() if v.dims == ("run",) and k != "run"]
     keep = [k for k in run_coords if k not in dims]
     ds = ds.reset_coords(keep)  # unstack carries variables, so settings travel as variables
+    if len(dims) == 1:  # seeds only: `seed` replaces `run`
+        return ds.swap_dims(run=dims[0]).drop_vars("run").set_coords(keep)
     return ds.set_index(run=dims).unstack("run").set_coords(keep)
 
 
@@ -322,5 +417,7 @@ def best_points(ds: xr.Dataset, metric: str = "test_acc", n: int = 5):
     spec = json.loads(ds.attrs.get("sweep", "{}"))
     df = final_values(flatten(ds), metric)
     by = [k for k in list(spec.get("grid", {})) + list(spec.get("random", {})) if k in df]
+    if not by:  # seeds only: one point, over its seeds
+        by = ["rule"]
     table = df.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
     return table.sort_values("mean", ascending=False).head(n)

@@ -130,6 +130,7 @@ class Tracer:
     steps: list[int] = field(default_factory=list)
     step_traces: list[dict] = field(default_factory=list)
     snapshots: dict[int, dict] = field(default_factory=dict)
+    snapshot_default: bool = False  # snapshot_epochs were the default for the run's length
 
     def on_train_start(self, trainer) -> None:
         data = trainer.data
@@ -137,7 +138,8 @@ class Tracer:
         self.probe_t = trainer.eye[data.y_train[:PROBE_BATCH]]
         self.sample_x = data.x_test[:PROBE_SAMPLES]
         self.sample_y = data.y_test[:PROBE_SAMPLES]
-        if self.snapshot_epochs is None:
+        if self.snapshot_epochs is None:  # the default, for the run's length (also extended)
+            self.snapshot_default = True
             self.snapshot_epochs = default_snapshot_epochs(trainer.config.epochs)
         if trainer.epoch == 0 and 0 not in self.epochs:
             self.on_epoch_end(trainer)
@@ -163,13 +165,18 @@ class Tracer:
         return {"every_steps": self.every_steps,
                 "epochs": self.epochs, "epoch_traces": self.epoch_traces, "steps": self.steps,
                 "step_traces": self.step_traces, "snapshots": self.snapshots,
-                "snapshot_epochs": list(self.snapshot_epochs or ())}
+                "snapshot_epochs": list(self.snapshot_epochs or ()),
+                "snapshot_default": self.snapshot_default}
 
     def load_state_dict(self, state: dict) -> None:
         self.epochs, self.epoch_traces = list(state["epochs"]), list(state["epoch_traces"])
         self.steps, self.step_traces = list(state["steps"]), list(state["step_traces"])
         self.snapshots = dict(state["snapshots"])
-        self.snapshot_epochs = tuple(state["snapshot_epochs"]) or None
+        # the default is recomputed for the resumed run's length (it may have been extended);
+        # checkpoints before this flag: chosen epochs are kept
+        self.snapshot_default = state.get("snapshot_default", False)
+        chosen = tuple(state["snapshot_epochs"]) or None
+        self.snapshot_epochs = None if self.snapshot_default else chosen
 
     def sample_arrays(self) -> dict:
         """The probe samples: clean inputs and labels, as numpy arrays."""
