@@ -194,10 +194,17 @@ def _train_population(configs, out, args, stop) -> int:
 
 
 def cmd_data(args) -> int:
+    import gzip
+    import zlib
+
     from .data import install_mirror, resolve_data_dir
 
     dst = resolve_data_dir(args.data_dir)
-    files = install_mirror(args.mirror, dst)
+    try:
+        files = install_mirror(args.mirror, dst)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a truncated or corrupt .gz
+        raise ConfigError(f"the mirror {args.mirror} holds a damaged .gz file ({err}); "
+                          "replace it and run again") from None
     print(f"{len(files)} dataset files ready in {dst}")
     return 0
 
@@ -221,10 +228,16 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .store import load_runs
     from .reports import compare_runs
+    from .store import load_runs
 
-    print(compare_runs(load_runs(args.run_dirs), by=args.by))
+    history = load_runs(args.run_dirs)
+    settings = sorted(k for k, v in history.coords.items() if v.dims == ("run",))
+    unknown = [k for k in args.by if k not in settings]
+    if unknown:
+        raise ConfigError(f"--by {unknown[0]} is not a run setting; allowed: "
+                          f"{', '.join(settings)}")
+    print(compare_runs(history, by=args.by))
     return 0
 
 
@@ -234,6 +247,8 @@ def cmd_cost(args) -> int:
     from .reports import cost_report
     from .rules import rule_names
 
+    RunConfig(dataset=args.dataset, hidden=tuple(args.hidden),
+              batch_size=args.batch_size).replace()  # refuses bad widths, batch sizes
     sizes = [INPUT_SIZES[args.dataset], *args.hidden, N_CLASSES[args.dataset]]
     times = None
     if not args.no_measure:

@@ -33,6 +33,11 @@ SPEED_DEFAULTS = {"precision": "fp32", "compile": "off"}
 CONV_FIELDS = ("conv_channels", "kernel_size", "pool", "conv_update")  # used by model "conv" only
 
 
+# A run draws from generators seeded with seed, seed + 1 and seed + 2 (torch's seeds are
+# 64-bit); a million epochs is beyond any run this lab makes (and catches 1e20 typos).
+MAX_SEED, MAX_EPOCHS = 2**63 - 3, 10**6
+
+
 class ConfigError(ValueError):
     """A config field holds a value that is not allowed."""
 
@@ -175,7 +180,7 @@ def _fail(name: str, value, allowed: str):
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def _int(name, value, *, low=None, allow_none=False):
+def _int(name, value, *, low=None, high=None, allow_none=False):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -185,6 +190,8 @@ def _int(name, value, *, low=None, allow_none=False):
             _fail(name, value, "expected an integer")
     if low is not None and value < low:
         _fail(name, value, f"expected an integer >= {low}")
+    if high is not None and value > high:
+        _fail(name, value, f"expected an integer <= {high}")
     return value
 
 
@@ -235,7 +242,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     cfg.conv_update = _choice("conv_update", cfg.conv_update, CONV_UPDATES)
     if not isinstance(cfg.bias, bool):
         _fail("bias", cfg.bias, "expected true or false")
-    cfg.epochs = _int("epochs", cfg.epochs, low=1)
+    cfg.epochs = _int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
     cfg.lr = _float("lr", cfg.lr, low=0.0, low_open=True)
     cfg.momentum = _float("momentum", cfg.momentum, low=0.0, high=1.0)
     cfg.batch_size = _int("batch_size", cfg.batch_size, low=1)
@@ -249,7 +256,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         _fail("sign", cfg.sign, "expected 1 or -1")
     cfg.output_error = _choice("output_error", cfg.output_error, OUTPUT_ERRORS)
     cfg.feedback_scale = _float("feedback_scale", cfg.feedback_scale, low=0.0)
-    cfg.seed = _int("seed", cfg.seed, low=0)
+    cfg.seed = _int("seed", cfg.seed, low=0, high=MAX_SEED)
     cfg.device = _choice("device", cfg.device, DEVICES)
     cfg.precision = _choice("precision", cfg.precision, PRECISIONS)
     cfg.compile = _choice("compile", cfg.compile, COMPILE_MODES)
