@@ -411,7 +411,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="default auto: CUDA when present")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
-                   help="timed blocks per measurement (default 7; quick 3)")
+                   help="each measurement is timed for N x the block time (default 7 x 0.2 s; "
+                        "quick 3 x 0.03 s), in as many blocks as blocked_autorange makes")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="products' precision of every step and of the peak (default fp32; "
                         "tf32 for the dense TF32 peak of a GPU)")
