@@ -678,29 +678,11 @@ def _population_report(pop: dict) -> list[str]:
 # ---------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The bench flags, for this module's parser or a `pepita-lab bench` subparser."""
-    p.add_argument("--quick", action="store_true",
-                   help="MNIST at batch 64 only, few repeats, small epochs (a smoke run)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="default auto: CUDA when present")
-    p.add_argument("--repeats", type=_positive_int, metavar="N",
-                   help="seconds timed per measurement, in units of 0.2 s (quick 0.03 s): "
-                        "default 7; quick 3")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="products' precision of every step and of the peak (default fp32; "
-                        "tf32 for the dense TF32 peak of a GPU)")
-    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
-                   help="torch.compile every step (default off; reduce-overhead: CUDA graphs)")
-    return p
+    """The bench flags (defined beside the CLI, which must not import this module)."""
+    from .cli import add_bench_arguments
+
+    return add_bench_arguments(p)
 
 
 def build_parser(prog: str = "pepita-lab bench") -> argparse.ArgumentParser:

@@ -185,7 +185,8 @@ class Trainer:
             keep_freed_memory()  # reuse the activations' memory: no page faults every step
         self.rule = get_rule(base.rule)
         self.members = [Member(self, k, c) for k, c in enumerate(configs)]
-        self.members[0].callbacks = list(callbacks)
+        for run in self.members:  # each run's hooks (a population: every member's)
+            run.callbacks = list(callbacks)
         nets = [init_net(c, data.n_features, data.n_classes, self.device if not batched
                          else "cpu", image_shape=data.image_shape) for c in configs]
         self.net: Net = _stack(nets).to(self.device) if batched else nets[0]
@@ -200,6 +201,7 @@ class Trainer:
         self.eye = torch.eye(data.n_classes, device=self.device)
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
+        self._all_alive = True  # no run has diverged (checked every step: kept, not counted)
         # a conv layer's mask: its whole map, laid out like the maps (a product of mixed
         # layouts is several times slower), so the draw fills it in that memory order
         lead = () if self.K is None else (self.K,)
@@ -278,10 +280,15 @@ class Trainer:
         keep = self.base.keep_prob
         if keep >= 1.0:
             return None
-        masks = [m[:batch] if self.K is None else m[:, :batch] for m in self._masks]
-        for m in masks:  # in place: no per-step allocation
+        if self.K is None:
+            masks = [m[:batch] for m in self._masks]
+            for m in masks:  # in place: no per-step allocation
+                draw_dropout_mask(m, keep, self.members[0].mask_gen)
+            return masks
+        masks = [m[:, :batch] for m in self._masks]
+        for m in masks:
             for run in self.members:
-                draw_dropout_mask(self.member_tensor(m, run.k), keep, run.mask_gen)
+                draw_dropout_mask(m[run.k], keep, run.mask_gen)
         return masks
 
     def factors(self, x: Tensor, target: Tensor, masks: list[Tensor] | None) -> Factors:
@@ -307,7 +314,7 @@ class Trainer:
         is frozen where it diverged: zero momentum, zero (not NaN) updates."""
         B, m = f.probs.shape[-2], self.base.momentum
         scale = lr / B  # a float, or (K, 1, 1)
-        frozen = None if all(r.alive for r in self.members) else torch.tensor(
+        frozen = None if self._all_alive else torch.tensor(
             [not r.alive for r in self.members], device=self.device).view(self.K, 1, 1)
 
         def scaled(delta):  # a population's
@@ -375,12 +382,12 @@ class Trainer:
             mean_losses[s] = batch_loss / yk.shape[-1]
             self.step += 1
             if s + 1 - checked >= every or i + B >= N:  # a sync
-                self._check_divergence(mean_losses[checked:s + 1], self.step - s + checked)
+                if self._check_divergence(mean_losses[checked:s + 1], self.step - s + checked):
+                    if not any(run.alive for run in self.members):
+                        return "diverged"
                 checked = s + 1
-                if not any(run.alive for run in self.members):
-                    return "diverged"
             for run in self.members:
-                if run.alive:
+                if run.callbacks and run.alive:
                     run.emit("on_step_end", f if self.K is None else None)
             if bar is not None:
                 bar.update(1)
@@ -397,22 +404,25 @@ class Trainer:
                                    epoch_time=elapsed / len(self.members))
         return "ok"
 
-    def _check_divergence(self, mean_losses: Tensor, first_step: int) -> None:
+    def _check_divergence(self, mean_losses: Tensor, first_step: int) -> bool:
         """Mark runs whose mean batch loss diverged at one of the steps `first_step`,
         `first_step + 1`, ... (rows of `mean_losses`, (steps,) or (steps, K)); a population
-        freezes them and goes on with the others."""
+        freezes them and goes on with the others. Returns whether any run diverged."""
+        found = False
         for step, values in enumerate(mean_losses.view(mean_losses.shape[0], -1).tolist(),
                                       start=first_step):
             for run, v in zip(self.members, values):
                 reason = divergence_reason(v) if run.alive else None
                 if reason is None:
                     continue
+                found, self._all_alive = True, False
                 run.divergence = {"epoch": self.epoch + 1, "step": step, "reason": reason}
                 if self.K is not None:
                     for vel in self.velocity:
                         vel[run.k].zero_()
                     if self.state is not None:
                         self.state.freeze(run.k)
+        return found
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[list[float], list[float]]:
