@@ -19,6 +19,14 @@ import pandas as pd
 import xarray as xr
 
 MAX_ROWS = 5000  # altair's default limit on inline rows per dataset
+# How charts are drawn in the lab (vega-embed options of altair's JupyterChart): on a canvas.
+# Each chart widget runs its own copy of vega, whose SVG gradient ids restart at gradient_0 in
+# every chart, so an SVG colour legend can show the gradient of another chart on the page
+# (seen: a grey image with a red-blue legend). A canvas has no ids to clash.
+EMBED_OPTIONS = {"renderer": "canvas"}
+# Legend labels are cut at 160 px by default, which hides the end of a run's name (its lr, its
+# widths); 400 px keeps every name the lab makes whole.
+LEGEND_LABEL_LIMIT = 400
 KEY_SETTINGS = ("rule", "dataset", "hidden", "f_scale", "lr", "seed")  # always in tooltips
 LABELS = {
     "test_acc": "test accuracy", "train_acc": "train accuracy", "probe_acc": "probe accuracy",
@@ -31,6 +39,7 @@ LABELS = {
     "feedback_angle": "angle(B_l, forward map) (degrees)",
     "f_scale": "F scale", "lr": "learning rate", "batch_size": "batch size",
     "keep_prob": "dropout keep probability", "output_error": "output error",
+    "label": "run",  # the explorer's run names
 }
 
 
@@ -99,9 +108,11 @@ def _color(ds: xr.Dataset, name: str | None) -> alt.Color:
     if name not in ds.coords:
         raise ValueError(f"color={name!r} is not a run setting; choose from "
                          f"{', '.join(['run', *run_settings(ds)])}")
+    legend = alt.Legend(labelLimit=LEGEND_LABEL_LIMIT)
     if np.issubdtype(ds[name].dtype, np.number):  # ordered: lr, f_scale, sign, seed...
-        return alt.Color(f"{name}:O", title=_label(ds, name), scale=alt.Scale(scheme="viridis"))
-    return alt.Color(f"{name}:N", title=_label(ds, name))
+        return alt.Color(f"{name}:O", title=_label(ds, name), scale=alt.Scale(scheme="viridis"),
+                         legend=legend)
+    return alt.Color(f"{name}:N", title=_label(ds, name), legend=legend)
 
 
 def _default_color(ds: xr.Dataset) -> str:
@@ -119,37 +130,106 @@ def _tooltip(ds: xr.Dataset, *fields: str) -> list:
     return tips
 
 
-def _x_axis(x: str, df: pd.DataFrame) -> alt.X:
+def _x_axis(x: str, df: pd.DataFrame, end: float = -math.inf) -> alt.X:
+    """The x axis over all of `df`'s values (even where a zoomed chart draws fewer), to `end`
+    at least."""
     values = np.sort(df[x].unique())  # label only integers when there are few epochs
     axis = alt.Axis(values=values.tolist(), format="d") if len(values) <= 12 else alt.Undefined
-    return alt.X(f"{x}:Q", title=x, axis=axis)
+    if not len(values):
+        return alt.X(f"{x}:Q", title=x, axis=axis)
+    domain = [float(values[0]), max(float(values[-1]), end)]
+    return alt.X(f"{x}:Q", title=x, axis=axis, scale=alt.Scale(domain=domain))
+
+
+def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):
+    """The y scale and axis of an accuracy zoomed to the trained nets, the rows drawn, and a
+    note on those left out. The untrained net (epoch 0) sits near chance: an axis from there
+    to 100 % squeezes 96.5 % and 97.7 % into one line. So each run's epoch 0 is left out when
+    the run has later values (a run diverged in its first epoch keeps it), once the kept values
+    span two epochs at least."""
+    finite = df[np.isfinite(df[name])]
+    trained = finite[x] > 0
+    has_trained = trained.groupby(finite["run"]).transform("any")
+    kept = finite[trained | ~has_trained]
+    if kept[x].nunique() < 2:  # one trained epoch: nothing to zoom into yet
+        return alt.Scale(domain=[0, 1]), alt.Axis(format=".0%"), df, ""
+    lo, hi = float(kept[name].min()), float(kept[name].max())
+    pad = max(0.15 * (hi - lo), 0.01)
+    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
+    below = df[df[name] < lo]
+    note = ""
+    if len(below):
+        where = f"{x} 0" if (below[x] == 0).all() else f"{len(below)} points"
+        v0, v1 = below[name].min(), below[name].max()
+        note = (f"axis zoomed to {lo:.1%}-{hi:.1%}; {where} ({v0:.1%}"
+                + (f"-{v1:.1%}" if v1 > v0 else "") + ") below, not drawn")
+    axis = alt.Axis(format=".1%" if hi - lo < 0.1 else ".0%")
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False), axis, df[df[name] >= lo], note
+
+
+def _divergence_marks(ds: xr.Dataset, df: pd.DataFrame, name: str, x: str, color):
+    """For runs with a finite `diverged_at` coordinate (the epoch, as a fraction, where the run
+    diverged; the explorer sets it): a dashed segment from the last recorded value to that
+    point and a red cross labelled "diverged", and the last such point. (None, -inf) if no
+    run diverged."""
+    if x != "epoch" or "diverged_at" not in ds.coords:
+        return None, -math.inf
+    at = pd.Series(ds["diverged_at"].values, index=[str(r) for r in ds["run"].values])
+    rows = []
+    for run, g in df.dropna(subset=[name]).groupby("run"):
+        if run in at and np.isfinite(at[run]):
+            last = g.loc[g[x].idxmax()]
+            rows.append({**last.to_dict(), "x_end": float(at[run])})
+    if not rows:
+        return None, -math.inf
+    marks = pd.DataFrame(rows)
+    base = alt.Chart(marks).encode(y=f"{name}:Q")
+    segment = base.mark_rule(strokeDash=[3, 3]).encode(x=f"{x}:Q", x2="x_end:Q", color=color)
+    cross = base.mark_point(shape="cross", size=120, filled=True, color="#c00").encode(
+        x="x_end:Q", tooltip=["run", alt.Tooltip("x_end", title="diverged at epoch",
+                                                 format=".2f")])
+    text = base.mark_text(align="left", dx=7, color="#c00").encode(
+        x="x_end:Q", text=alt.value("diverged"))
+    return segment + cross + text, float(marks["x_end"].max())
 
 
 def _curve(ds: xr.Dataset, name: str, color, detail: str, width: int, height: int,
-           scale=alt.Undefined):
-    """Lines of `name` over epoch (or step) for every run, thinned to fit, and the thinning."""
+           scale=alt.Undefined, zoom: bool = True):
+    """Lines of `name` over epoch (or step) for every run, thinned to fit, and notes on the
+    thinning and the zoom (accuracies: see `_accuracy_zoom`)."""
     x = "step" if "step" in ds[name].dims else "epoch"
     df, k = _thin(history_frame(ds, name, dims=(x,)).dropna(subset=[name]), x)
-    axis = alt.Axis(format=".0%") if name.endswith("_acc") else alt.Undefined
-    chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
-        x=_x_axis(x, df), y=alt.Y(f"{name}:Q", title=_label(ds, name), axis=axis, scale=scale),
-        color=_color(ds, color), detail=f"{detail}:N", tooltip=_tooltip(ds, "run", x, name),
+    axis, zoomed, shown = alt.Undefined, "", df
+    if name.endswith("_acc"):
+        scale, axis, shown, zoomed = (_accuracy_zoom(df, name, x) if zoom else
+                                      (scale, alt.Axis(format=".0%"), df, ""))
+    color = _color(ds, color)
+    diverged, end = _divergence_marks(ds, shown, name, x, color)
+    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=_x_axis(x, df, end), y=alt.Y(f"{name}:Q", title=_label(ds, name), axis=axis,
+                                        scale=scale),
+        color=color, detail=f"{detail}:N", tooltip=_tooltip(ds, "run", x, name),
     ).properties(width=width, height=height)
-    return chart, (f"one {x} in {k} shown" if k > 1 else "")
+    if diverged is not None:
+        chart = alt.layer(chart, diverged)
+    return chart, (f"one {x} in {k} shown" if k > 1 else ""), zoomed
 
 
 def learning_curves(history: xr.Dataset, metric="test_acc", color: str | None = "rule",
-                    detail: str = "run", *, width: int = 400, height: int = 250):
+                    detail: str = "run", *, width: int | None = None, height: int = 250,
+                    zoom: bool = True):
     """`metric` (e.g. test_acc, test_loss, or a step_* variable) over epochs for every run,
-    coloured by a run setting (None: the first that varies); a list of metrics gives a grid."""
+    coloured by a run setting (None: the first that varies); a list of metrics gives a grid of
+    two columns (300 px wide each unless `width` says otherwise, so it fits a notebook).
+    Accuracies are zoomed to the trained epochs (`zoom=False`: the whole 0-100 % axis)."""
     ds = _with_run_dim(history)
     color = color or _default_color(ds)
     if not isinstance(metric, str):
-        charts = [learning_curves(ds, m, color, detail, width=width, height=height)
-                  for m in metric]
+        charts = [learning_curves(ds, m, color, detail, width=width or 300, height=height,
+                                  zoom=zoom) for m in metric]
         return alt.concat(*charts, columns=2)
-    chart, note = _curve(ds, metric, color, detail, width, height)
-    return chart.properties(title=_title(_label(ds, metric).capitalize(), note))
+    chart, *notes = _curve(ds, metric, color, detail, width or 400, height, zoom=zoom)
+    return chart.properties(title=_title(_label(ds, metric).capitalize(), *notes))
 
 
 def bp_alignment(history: xr.Dataset, kind: str = "cosine", *, steps: bool = False,
@@ -183,8 +263,8 @@ def f_alignment(history: xr.Dataset, color: str | None = None, *, steps: bool = 
     ds = _with_run_dim(history)
     if color is None:
         color = "sign" if "sign" in run_settings(ds, varying_only=True) else "rule"
-    chart, note = _curve(ds, "step_f_angle" if steps else "f_angle", color, "run", width, height,
-                         scale=alt.Scale(domain=[0, 180]))
+    chart, note, _ = _curve(ds, "step_f_angle" if steps else "f_angle", color, "run", width,
+                            height, scale=alt.Scale(domain=[0, 180]))
     ref = pd.DataFrame({"y": [90.0], "text": ["90 degrees: orthogonal"]})
     rule = alt.Chart(ref).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
     text = alt.Chart(ref).mark_text(align="right", baseline="top", dy=3, color="gray").encode(

@@ -150,6 +150,73 @@ def test_long_sweeps_are_thinned_not_truncated():
     assert rows < len(df)
 
 
+def curves(acc, diverged_at=None) -> xr.Dataset:
+    """A history of test accuracies, one row per run, epochs from 0 (NaN: not reached)."""
+    acc = np.asarray(acc, dtype=float)
+    coords = {"run": [f"r{i}" for i in range(len(acc))], "epoch": np.arange(acc.shape[1]),
+              "rule": ("run", ["pepita"] * len(acc))}
+    if diverged_at is not None:
+        coords["diverged_at"] = ("run", np.asarray(diverged_at, dtype=float))
+    return xr.Dataset({"test_acc": (("run", "epoch"), acc),
+                       "f_angle": (("run", "epoch"), np.where(np.isnan(acc), np.nan, 95.0))},
+                      coords=coords)
+
+
+def y_scale(chart) -> dict:
+    spec = chart.to_dict()
+    return (spec["layer"][0] if "layer" in spec else spec)["encoding"]["y"].get("scale", {})
+
+
+def drawn(chart) -> pd.DataFrame:
+    (rows,) = [pd.DataFrame(v) for v in chart.to_dict()["datasets"].values()
+               if "test_acc" in v[0] and "x_end" not in v[0]]
+    return rows
+
+
+def test_accuracy_axis_zooms_to_the_trained_epochs():
+    # 96.5 % against 97.7 % after epoch 2, both near chance at epoch 0
+    chart = plots.learning_curves(curves([[0.098, 0.95, 0.965], [0.11, 0.96, 0.977]]))
+    lo, hi = y_scale(chart)["domain"]
+    assert 0.9 < lo < 0.95 and 0.977 < hi <= 1.0 and hi - lo < 0.06  # the gap is 1/4 of it
+    assert sorted(drawn(chart).epoch.unique()) == [1, 2]  # epoch 0 is below the axis
+    assert "epoch 0 (9.8%-11.0%) below" in subtitle(chart)
+    whole = plots.learning_curves(curves([[0.098, 0.95, 0.965]]), zoom=False)
+    assert "domain" not in y_scale(whole) and len(drawn(whole)) == 3
+
+
+def test_accuracy_axis_keeps_what_cannot_be_zoomed():
+    one_epoch = plots.learning_curves(curves([[0.1, 0.85]]))  # nothing to zoom into yet
+    assert y_scale(one_epoch)["domain"] == [0, 1] and len(drawn(one_epoch)) == 2
+    # a run that diverged in its first epoch has only epoch 0: it stays on the chart
+    mixed = plots.learning_curves(curves([[0.1, 0.85, 0.88], [0.07, np.nan, np.nan]]))
+    assert set(drawn(mixed).run) == {"r0", "r1"} and y_scale(mixed)["domain"][0] <= 0.07
+
+
+def test_a_diverged_run_is_marked_where_it_diverged():
+    h = curves([[0.1, 0.85, 0.88], [0.1, 0.8, np.nan]], diverged_at=[np.nan, 1.3])
+    for chart in (plots.learning_curves(h), plots.f_alignment(h)):
+        spec = chart.to_dict()
+        marks = [v for v in spec["datasets"].values() if "x_end" in v[0]]
+        assert [(r["run"], r["epoch"], r["x_end"]) for r in marks[0]] == [("r1", 1, 1.3)]
+        text = str(spec)
+        assert "'diverged'" in text and "'shape': 'cross'" in text
+    x = plots.learning_curves(h).to_dict()["layer"][0]["encoding"]["x"]
+    assert x["scale"]["domain"] == [0.0, 2.0]
+    assert plots.learning_curves(curves([[0.1, 0.85]], diverged_at=[1.7])).to_dict()[
+        "layer"][0]["encoding"]["x"]["scale"]["domain"] == [0.0, 1.7]  # the mark is in view
+    assert "x_end" not in str(plots.learning_curves(curves([[0.1, 0.85, 0.9]])).to_dict())
+
+
+def test_legend_labels_are_not_cut():
+    spec = plots.learning_curves(curves([[0.1, 0.9]] * 2), color="run").to_dict()
+    assert spec["encoding"]["color"]["legend"]["labelLimit"] >= 300
+
+
+def test_notebook_charts_draw_on_a_canvas():
+    # SVG gradient ids restart in every chart widget: a legend showed another chart's colours
+    assert plots.EMBED_OPTIONS["renderer"] == "canvas"
+
+
 @pytest.mark.parametrize("kind", ["cosine", "angle"])
 def test_bp_alignment(history, one_run, kind):
     assert_fits(plots.bp_alignment(history, kind), min_rows=10)
