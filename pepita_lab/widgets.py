@@ -9,6 +9,8 @@ an altair `JupyterChart` (updated in place). Every finished run is kept and over
 from __future__ import annotations
 
 import dataclasses
+import html
+import math
 import threading
 import traceback
 
@@ -25,11 +27,35 @@ from .traces import Tracer
 
 WIDTHS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 MAX_DEPTH = 4
+# Room for the longest control label ("subset (0 = all)"): ipywidgets' default cuts it.
+STYLE = {"description_width": "110px"}
+CONTROL_WIDTH = "340px"  # two columns of controls fit a notebook panel of about 800 px
+# Two charts of this size side by side, legends below them, fit a notebook panel of about
+# 1000 px; a narrower panel wraps the second chart below the first (never cut off).
+CHART_WIDTH, CHART_HEIGHT = 300, 200
+# SVG, not canvas: these charts have no gradient legends (whose ids clash between SVG charts
+# on one page, see plots.EMBED_OPTIONS), and their points can be counted in the page.
+EMBED_OPTIONS = {"renderer": "svg", "actions": False}
+ADVICE = "try a smaller lr or F scale"
 
 
 def _placeholder(title: str) -> alt.Chart:
     return alt.Chart(pd.DataFrame({"epoch": [0], "value": [0.0]})).mark_point(opacity=0).encode(
-        x="epoch:Q", y="value:Q").properties(title=title, width=360, height=220)
+        x="epoch:Q", y="value:Q").properties(title=title, width=CHART_WIDTH,
+                                             height=CHART_HEIGHT)
+
+
+def _fit(chart):
+    """`chart` with its legend below it, so two charts fit side by side."""
+    return chart.configure_legend(orient="bottom", direction="vertical")
+
+
+def divergence_message(history: xr.Dataset) -> str:
+    """What a diverged run's history says about where and why, in words."""
+    a = history.attrs
+    return (f"diverged in epoch {a.get('diverged_epoch', '?')}, step "
+            f"{a.get('diverged_step', '?')}: {a.get('diverged_reason', 'loss not finite')}; "
+            f"{ADVICE}")
 
 
 class _Live:
@@ -39,6 +65,7 @@ class _Live:
         self.explorer = explorer
 
     def on_train_start(self, trainer) -> None:
+        self.explorer.steps_per_epoch = trainer.steps_per_epoch
         self.explorer.progress.max = trainer.config.epochs * trainer.steps_per_epoch
         self.every = max(1, self.explorer.progress.max // 100)
 
@@ -72,7 +99,11 @@ class Explorer:
         self.stop_event = threading.Event()
         self.started_config: RunConfig | None = None
         self.error: str | None = None
+        self._setting_error = False  # whether `error` is about the settings (fixing clears it)
+        self.steps_per_epoch = 1
         self.controls = self._make_controls(base)
+        for control in self.controls.values():  # a fixed setting clears its error at once
+            control.observe(lambda _: self._recheck(), names="value")
         self.run_button = W.Button(description="Run", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
                                     disabled=True)
@@ -82,42 +113,54 @@ class Explorer:
         self.clear_button.on_click(lambda _: self.clear())
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
         self.status = W.HTML("ready")
-        self.curves = alt.JupyterChart(_placeholder("test accuracy"))
-        self.alignment = alt.JupyterChart(_placeholder("F angle"))
+        self.curves = alt.JupyterChart(_placeholder("test accuracy"), embed_options=EMBED_OPTIONS)
+        self.alignment = alt.JupyterChart(_placeholder("F angle"), embed_options=EMBED_OPTIONS)
         self.widget = self._layout()
 
     # ---------------------------------------------------------------- controls
 
     def _make_controls(self, base: RunConfig) -> dict[str, W.Widget]:
-        log = dict(base=10, step=0.05, continuous_update=False, readout_format=".3g")
+        log = dict(base=10, step=0.05, continuous_update=False, readout_format=".3g",
+                   style=STYLE)
+        styled = dict(style=STYLE)
         c = {
-            "rule": W.Dropdown(options=rule_names(), value=base.rule, description="rule"),
-            "dataset": W.Dropdown(options=DATASETS, value=base.dataset, description="dataset"),
+            "rule": W.Dropdown(options=rule_names(), value=base.rule, description="rule",
+                               **styled),
+            "dataset": W.Dropdown(options=DATASETS, value=base.dataset, description="dataset",
+                                  **styled),
             "f_scale": W.FloatLogSlider(value=base.f_scale, min=-3, max=1,
                                         description="F scale", **log),
             "lr": W.FloatLogSlider(value=base.lr, min=-4, max=0, description="lr", **log),
             "depth": W.IntSlider(value=len(base.hidden), min=1, max=MAX_DEPTH,
-                                 description="depth", continuous_update=False),
+                                 description="depth", continuous_update=False, **styled),
             "batch_size": W.Dropdown(options=sorted({16, 32, 50, 64, 128, 256, 512,
                                                       base.batch_size}),
-                                     value=base.batch_size, description="batch"),
+                                     value=base.batch_size, description="batch", **styled),
             "epochs": W.IntSlider(value=base.epochs, min=1, max=100, description="epochs",
-                                  continuous_update=False),
-            "seed": W.IntText(value=base.seed, description="seed"),
+                                  continuous_update=False, **styled),
+            "seed": W.IntText(value=base.seed, description="seed", **styled),
             "sign": W.ToggleButtons(options=[("x + F e", 1.0), ("x - F e", -1.0)],
-                                    value=base.sign, description="modulation"),
+                                    value=base.sign, description="modulation",
+                                    style={**STYLE, "button_width": "100px"}),
             "output_error": W.ToggleButtons(options=["modulated", "clean"],
-                                            value=base.output_error, description="last layer"),
+                                            value=base.output_error, description="last layer",
+                                            style={**STYLE, "button_width": "100px"}),
             "keep_prob": W.FloatSlider(value=base.keep_prob, min=0.5, max=1.0, step=0.05,
-                                       description="keep prob", continuous_update=False),
-            "subset": W.IntText(value=base.subset or 0, description="subset (0=all)"),
+                                       description="keep prob", continuous_update=False,
+                                       **styled),
+            "subset": W.IntText(value=base.subset or 0, description="subset (0 = all)",
+                                **styled),
         }
         for l in range(MAX_DEPTH):
             width = base.hidden[l] if l < len(base.hidden) else base.hidden[-1]
             options = sorted(set(WIDTHS) | {width})
             c[f"width_{l + 1}"] = W.SelectionSlider(options=options, value=width,
                                                     description=f"width {l + 1}",
-                                                    continuous_update=False)
+                                                    continuous_update=False, **styled)
+        for control in c.values():
+            control.layout.width = CONTROL_WIDTH
+        for name in ("sign", "output_error"):  # label beside the buttons, like the others
+            c[name].add_class("widget-inline-hbox")
         c["depth"].observe(lambda _: self._show_widths(), names="value")
         return c
 
@@ -134,8 +177,12 @@ class Explorer:
         right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(MAX_DEPTH)]
                        + [c[k] for k in ("batch_size", "epochs", "seed", "subset")])
         buttons = W.HBox([self.run_button, self.stop_button, self.clear_button, self.progress])
-        charts = W.HBox([self.curves, self.alignment])
-        return W.VBox([W.HBox([left, right]), buttons, self.status, charts])
+        # a wrapping row: side by side when the panel is wide enough, else one below the other
+        charts = W.Box([self.curves, self.alignment],
+                       layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
+        controls = W.Box([left, right], layout=W.Layout(display="flex", flex_flow="row wrap"))
+        return W.VBox([controls, buttons, self.status, charts],
+                      layout=W.Layout(max_width="100%"))
 
     def config(self) -> RunConfig:
         """The config the controls show (raises ConfigError for a bad combination)."""
@@ -157,12 +204,12 @@ class Explorer:
         try:
             config = self.config()
         except ConfigError as err:
-            self._show_error(str(err))
+            self._show_error(str(err), setting=True)
             return
         self.error = None
         self.started_config = config
         self.stop_event.clear()
-        self.progress.value = 0
+        self.progress.value, self.progress.bar_style = 0, ""
         self.status.value = f"starting {config.rule} on {config.dataset} ..."
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.thread = threading.Thread(target=self._train, args=(config,), daemon=True)
@@ -173,20 +220,46 @@ class Explorer:
             run = train(config, progress=False, callbacks=(_Live(self),),
                         should_stop=self.stop_event.is_set)
             self.runs.append(run)
-            self.histories.append(self.label(run.history))
-            self.status.value = (f"{run.status}: {config.rule} test_acc={run.test_acc:.4f} "
-                                 f"after {int(run.history.epoch[-1])} epochs")
+            history = self.label(run.history)
+            epochs = int(run.history.epoch[-1])
+            if run.status == "diverged":
+                step = run.history.attrs.get("diverged_step", math.nan)
+                history = history.assign_coords(
+                    diverged_at=("run", [float(step) / self.steps_per_epoch]))
+                self.progress.value, self.progress.bar_style = self.progress.max, "danger"
+                self.status.value = ("<b style='color:#b00'>" + html.escape(
+                    divergence_message(run.history)) + "</b>"
+                    f" (the charts show it up to there; {epochs} complete epochs)")
+            else:
+                if run.status == "completed":
+                    self.progress.value, self.progress.bar_style = self.progress.max, "success"
+                self.status.value = (f"{run.status}: {config.rule} test_acc={run.test_acc:.4f} "
+                                     f"after {epochs} epochs")
+            self.histories.append(history)
             self.redraw()
         except Exception as err:  # shown in the widget: a thread's errors are otherwise lost
             self._show_error(f"{type(err).__name__}: {err}", traceback.format_exc())
         finally:
             self.run_button.disabled, self.stop_button.disabled = False, True
 
-    def _show_error(self, message: str, details: str = "") -> None:
-        self.error = message
-        self.status.value = f"<b style='color:#b00'>error:</b> {message}"
+    def _show_error(self, message: str, details: str = "", *, setting: bool = False) -> None:
+        self.error, self._setting_error = message, setting
+        self.status.value = f"<b style='color:#b00'>error:</b> {html.escape(message)}"
         if details:
-            self.status.value += f"<details><pre>{details}</pre></details>"
+            self.status.value += f"<details><pre>{html.escape(details)}</pre></details>"
+
+    def _recheck(self) -> None:
+        """After a control changed: a settings error that is fixed now goes away (and a new
+        one replaces it); errors from a run stay until the next Run."""
+        if self.error is None or not self._setting_error or self.running:
+            return
+        try:
+            self.config()
+        except ConfigError as err:
+            self._show_error(str(err), setting=True)
+            return
+        self.error = None
+        self.status.value = "ready: the settings are valid"
 
     @property
     def running(self) -> bool:
@@ -213,7 +286,8 @@ class Explorer:
         h = history.isel(run=0)
         name = (f"#{len(self.histories) + 1} {h.rule.item()} F={h.f_scale.item():.3g} "
                 f"lr={h.lr.item():.3g} h={h.hidden.item()}")
-        return history.assign_coords(run=[name], label=("run", [name]))
+        return history.assign_coords(run=[name], label=("run", [name]),
+                                     diverged_at=("run", [math.nan]))
 
     def redraw(self, live: xr.Dataset | None = None) -> None:
         shown = self.histories + ([live] if live is not None else [])
@@ -222,8 +296,10 @@ class Explorer:
             self.alignment.chart = _placeholder("F angle")
             return
         ds = xr.concat(shown, dim="run", join="outer", combine_attrs="drop_conflicts")
-        self.curves.chart = plots.learning_curves(ds, metric="test_acc", color=self.color)
-        self.alignment.chart = plots.f_alignment(ds, color=self.color)
+        size = dict(width=CHART_WIDTH, height=CHART_HEIGHT)
+        self.curves.chart = _fit(plots.learning_curves(ds, metric="test_acc", color=self.color,
+                                                       **size))
+        self.alignment.chart = _fit(plots.f_alignment(ds, color=self.color, **size))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -250,7 +326,8 @@ class SweepPanel:
         self.run_button = W.Button(description="Run sweep", button_style="success", icon="play")
         self.run_button.on_click(lambda _: self.start())
         self.status = W.HTML("ready")
-        self.chart = alt.JupyterChart(_placeholder("final accuracy"))
+        self.chart = alt.JupyterChart(_placeholder("final accuracy"),
+                                      embed_options=plots.EMBED_OPTIONS)
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self.result: xr.Dataset | None = None

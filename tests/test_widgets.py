@@ -1,6 +1,7 @@
 """The explorer driven from Python as a user drives it with the mouse, and the layering rule
 that keeps the training core free of widgets and charts."""
 
+import re
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from pepita_lab.config import RunConfig
-from pepita_lab.widgets import Explorer
+from pepita_lab.widgets import CHART_WIDTH, Explorer
 
 
 def wait_for(predicate, timeout=60.0):
@@ -64,9 +65,17 @@ def test_finished_runs_are_overlaid_and_cleared(explorer):
         explorer.run_button.click()
         explorer.wait(60)
     assert [r.config.f_scale for r in explorer.runs] == [0.05, 0.5]
+    assert explorer.progress.value == explorer.progress.max
+    assert explorer.progress.bar_style == "success"
     spec = explorer.curves.chart.to_dict()
     runs = {row["run"] for rows in spec["datasets"].values() for row in rows if "run" in row}
     assert len(runs) == 2
+    # two charts of this size, legends below, wrapping when the panel is narrow: never cut off
+    for chart in (explorer.curves, explorer.alignment):
+        spec = chart.chart.to_dict()
+        width = spec.get("width") or spec["layer"][0]["width"]
+        assert width == CHART_WIDTH and spec["config"]["legend"]["orient"] == "bottom"
+    assert explorer.widget.children[-1].layout.flex_flow == "row wrap"
     explorer.clear_button.click()
     assert explorer.runs == [] and chart_rows(explorer.curves) <= 1
 
@@ -79,6 +88,38 @@ def test_a_bad_setting_is_shown_in_the_widget(explorer):
     assert "error" in explorer.status.value
 
 
+def test_a_fixed_setting_clears_its_error(explorer):
+    explorer.controls["subset"].value = -5
+    explorer.run_button.click()
+    assert "subset=-5" in explorer.error
+    explorer.controls["subset"].value = -7  # still wrong: the message follows the setting
+    assert "subset=-7" in explorer.error and "subset=-7" in explorer.status.value
+    explorer.controls["subset"].value = 100
+    assert explorer.error is None and "error" not in explorer.status.value
+    assert explorer.status.value == "ready: the settings are valid"
+
+
+def test_a_diverged_run_says_where_and_why(explorer):
+    explorer.controls["lr"].value = 1.0
+    explorer.controls["f_scale"].value = 10.0
+    explorer.run_button.click()
+    explorer.wait(60)
+    run = explorer.runs[-1]
+    assert run.status == "diverged"
+    step = run.history.attrs["diverged_step"]
+    assert re.match(rf"<b[^>]*>diverged in epoch 1, step {step}: mean batch loss \S+ nats "
+                    r"\(limit 20\); try a smaller lr or F scale</b>", explorer.status.value)
+    assert explorer.progress.value == explorer.progress.max
+    assert explorer.progress.bar_style == "danger"
+    for chart in (explorer.curves, explorer.alignment):  # drawn up to the divergence
+        spec = chart.chart.to_dict()
+        (marks,) = [rows for rows in spec["datasets"].values() if "x_end" in rows[0]]
+        assert marks[0]["x_end"] == pytest.approx(step / explorer.steps_per_epoch)
+        assert marks[0]["epoch"] == 0 and "'diverged'" in str(spec)
+    explorer.controls["lr"].value = 0.01  # a settings change does not hide what happened
+    assert "diverged in epoch 1" in explorer.status.value
+
+
 def test_an_error_inside_the_training_thread_is_shown(explorer, tmp_path, monkeypatch):
     monkeypatch.setenv("PEPITA_LAB_DATA", str(tmp_path))
     explorer.base = explorer.base.replace(download=False)
@@ -87,6 +128,8 @@ def test_an_error_inside_the_training_thread_is_shown(explorer, tmp_path, monkey
     explorer.wait(60)
     assert "DataNotFoundError" in explorer.error and str(tmp_path) in explorer.error
     assert not explorer.run_button.disabled  # ready for the next try
+    explorer.controls["seed"].value = 5  # not a fix: the error stays until the next Run
+    assert "DataNotFoundError" in explorer.status.value
 
 
 def test_training_core_imports_no_widgets_or_charts():
