@@ -15,11 +15,15 @@ import torch
 import torchvision
 from torchvision.transforms import ToTensor
 
+import pepita_lab as pl
 from conftest import MIRROR, needs_mirror
+from pepita_lab.config import ConfigError, RunConfig
 from pepita_lab.data import (
     DATASET_NAMES,
+    DataIntegrityError,
     DataNotFoundError,
     TensorData,
+    as_tensor_data,
     install_mirror,
     load_data,
     resolve_data_dir,
@@ -292,3 +296,140 @@ def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
     assert resolve_data_dir() == tmp_path / "env"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_dir("rel") == tmp_path / "rel"  # relative to the working directory
+
+
+# ---------------------------------------------------------------- damaged archives
+
+
+def test_archives_failing_torchvision_md5_are_named_not_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [CLOSED_PORT])
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", CLOSED_PORT + "cifar.tar.gz")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for filename, _ in torchvision.datasets.MNIST.resources:  # there, but not the real files
+        (raw / filename).write_bytes(b"\x1f\x8b not MNIST")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not CIFAR")
+    for name, bad in (("mnist", raw / "train-images-idx3-ubyte.gz"),
+                      ("cifar10", tmp_path / "cifar-10-python.tar.gz")):
+        for download in (False, True):
+            with pytest.raises(DataIntegrityError) as err:
+                load_data(name, data_dir=tmp_path, download=download)
+            message = str(err.value)
+            assert message.startswith(f"{bad} exists but fails torchvision's md5 check (md5 ")
+            assert "not found" not in message and "\n" not in message
+    assert bad.read_bytes() == b"not CIFAR"  # nothing downloaded over it
+
+
+# ---------------------------------------------------------------- your own data
+
+
+def own_arrays(n=300, m=100, d=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, classes, n),
+            rng.normal(size=(m, d)).astype(np.float32), rng.integers(0, classes, m))
+
+
+SYNTHETIC = RunConfig(dataset="synthetic", hidden=(16,), epochs=1, device="cpu")
+
+
+def test_own_arrays_become_tensor_data():
+    arrays = own_arrays()
+    data = as_tensor_data(arrays, SYNTHETIC)
+    assert (data.name, data.image_shape, data.n_classes, data.n_features) == (
+        "custom", (1, 1, 12), 4, 12)
+    for got, want in zip((data.x_train, data.y_train, data.x_test, data.y_test), arrays):
+        assert torch.equal(got, torch.from_numpy(want).to(got.dtype))
+    assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    tensors = as_tensor_data(tuple(torch.from_numpy(a) for a in arrays), SYNTHETIC)
+    assert torch.equal(tensors.x_train, data.x_train) and torch.equal(tensors.y_test, data.y_test)
+    assert as_tensor_data(data, SYNTHETIC) is data
+    assert as_tensor_data(arrays, SYNTHETIC.replace(subset=50)).x_train.shape == (50, 12)
+
+
+def test_own_images_keep_their_shape_and_pixels_are_scaled():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 3, 8, 6), dtype=np.uint8)  # (N, C, H, W) pixels
+    labels = rng.integers(0, 10, 40)
+    data = as_tensor_data((images, labels, images[:10], labels[:10]), RunConfig())
+    assert data.image_shape == (3, 8, 6) and data.n_classes == 10  # MNIST's, from the config
+    assert torch.allclose(data.x_train * 255, torch.from_numpy(images.reshape(40, -1)).float())
+    grey = as_tensor_data((images[:, 0], labels, images[:5, 0], labels[:5]), RunConfig())
+    assert grey.image_shape == (1, 8, 6)
+    flat = rng.random((20, 784), dtype=np.float32)  # flattened MNIST-sized images
+    assert as_tensor_data((flat, labels[:20], flat, labels[:20]),
+                          RunConfig(model="conv")).image_shape == (1, 28, 28)
+
+
+@needs_mirror
+def test_own_datasets_equal_the_loaded_ones(mnist, data_dir):
+    """A pair of torch Datasets (torchvision's, item by item through ToTensor) gives the same
+    tensors as the lab's loader (whole raw arrays)."""
+    from torch.utils.data import Subset
+
+    train = torchvision.datasets.MNIST(data_dir, train=True, transform=ToTensor())
+    test = torchvision.datasets.MNIST(data_dir, train=False, transform=ToTensor())
+    data = as_tensor_data((Subset(train, range(300)), Subset(test, range(100))), RunConfig())
+    assert data.image_shape == (1, 28, 28) and data.n_classes == 10
+    assert torch.equal(data.x_train, mnist.x_train[:300])
+    assert torch.equal(data.y_train, mnist.y_train[:300])
+    assert torch.equal(data.x_test, mnist.x_test[:100])
+
+
+def test_own_data_trains():
+    x, y, xt, yt = own_arrays(n=512, m=128)
+    y, yt = (x[:, 0] > 0).astype(int), (xt[:, 0] > 0).astype(int)  # learnable: 2 classes
+    config = SYNTHETIC.replace(epochs=3, lr=0.05, rule="bp")
+    run = pl.train(config, data=as_tensor_data((x, y, xt, yt), config), progress=False)
+    assert run.status == "completed" and run.test_acc > 0.85  # from 0.44 untrained
+    assert run.net.weights[-1].shape == (2, 16)  # two classes, counted from the labels
+
+
+@pytest.mark.parametrize("change, config, message", [
+    (lambda a: (a[0], a[1][:10], a[2], a[3]), SYNTHETIC,
+     "x_train has 300 samples but y_train has 10 labels: they must match"),
+    (lambda a: (a[0][:, :, None], a[1], a[2][:, :, None], a[3]), SYNTHETIC, None),  # (N, H, W)
+    (lambda a: (a[0].reshape(300, 2, 3, 2), a[1], a[2], a[3]), SYNTHETIC,
+     "x_test has samples of shape (12,) but x_train has (2, 3, 2)"),
+    (lambda a: (a[0][:, 0], a[1], a[2], a[3]), SYNTHETIC,
+     "x_train has shape (300,): expected (N, d) features, (N, H, W) or (N, C, H, W) images"),
+    (lambda a: (np.zeros((300, 28, 28, 3)), a[1], a[2], a[3]), SYNTHETIC,
+     "x_train has shape (300, 28, 28, 3), channels last: pass images as (N, C, H, W)"),
+    (lambda a: (a[0], a[1] + 0.5, a[2], a[3]), SYNTHETIC,
+     "y_train holds torch.float64 values: labels must be integer class indices"),
+    (lambda a: (a[0], np.eye(4)[a[1]].astype(int), a[2], a[3]), SYNTHETIC,
+     "y_train has shape (300, 4): expected (N,) class indices (one-hot labels: pass "
+     "y_train.argmax(1))"),
+    (lambda a: (a[0], a[1], a[2], a[3] - 1), SYNTHETIC,
+     "y_test holds label -1: labels must be in [0, 4) (dataset='synthetic' counts them"),
+    (lambda a: (a[0], a[1] * 4, a[2], a[3]), RunConfig(),
+     "y_train holds label 12: labels must be in [0, 10) (dataset='mnist' has 10 classes"),
+    (lambda a: a, SYNTHETIC.replace(model="conv"),
+     "model='conv' needs images: x_train has 12 features per sample; pass images as"),
+    (lambda a: (np.full_like(a[0], np.nan), a[1], a[2], a[3]), SYNTHETIC,
+     "x_train holds 3600 NaN or infinite values"),
+    (lambda a: (a[0][:0], a[1][:0], a[2], a[3]), SYNTHETIC, "x_train is empty"),
+    (lambda a: (a[0], a[1], a[2]), SYNTHETIC, "data=tuple: expected (x_train, y_train"),
+    (lambda a: ("x", a[1], a[2], a[3]), SYNTHETIC, "x_train: expected a numpy array"),
+])
+def test_own_data_is_checked_in_one_line(change, config, message):
+    data = change(own_arrays())
+    if message is None:
+        assert as_tensor_data(data, config).image_shape == (1, 12, 1)
+        return
+    with pytest.raises(ConfigError) as err:
+        as_tensor_data(data, config)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_own_datasets_with_bad_items_are_refused():
+    from torch.utils.data import Dataset
+
+    class Triples(Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(4), 0, "extra"
+
+    with pytest.raises(ConfigError, match="the train Dataset: its items must be"):
+        as_tensor_data((Triples(), Triples()), SYNTHETIC)
