@@ -1,16 +1,21 @@
-"""The notebooks: each is committed clean (no outputs, a markdown cell first) and runs top to
-bottom in its smoke setting (PEPITA_LAB_SMOKE=1) on real MNIST, with run folders in a tmp folder.
+"""The notebooks: each is committed clean (no outputs, a markdown cell first), starts with the
+quick-run switch, and runs top to bottom in quick mode (PEPITA_LAB_SMOKE=1) on real MNIST, with
+run folders in a tmp folder; and the helpers they share (`pepita_lab.notebook`).
 
 Charts are shown as altair `JupyterChart` widgets (vega bundled in, so they render offline);
 a chart whose spec failed to build would be an error output, and every chart's spec is checked
 to have reached the stored widget state.
 """
 
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from pepita_lab import notebook
+from pepita_lab.config import RunConfig
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -42,9 +47,14 @@ def test_notebook_is_committed_clean(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_reads_the_smoke_switch(path):
-    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+def test_notebook_starts_with_the_quick_switch(path):
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert re.search(r"^start\(\)", cells[0], re.M), "the first code cell calls start()"
+    assert cells[0].index("start()") < cells[0].index("import pepita_lab as pl")  # says first
+    source = "\n".join(cells)
     assert "pick(" in source
+    # run folders only through runs_dir() / train_once: quick and full never share a folder
+    assert not re.search(r"\bRUNS\b|[\"']\.\./runs", source)
 
 
 def _chart_specs(nb) -> list[dict]:
@@ -76,5 +86,71 @@ def test_notebook_runs_in_smoke_mode(path, data_dir, tmp_path, monkeypatch):
     assert specs, "no chart reached the page"
     assert all("$schema" in s and ("datasets" in s or "data" in s) for s in specs)
     lines = [line for c in nb.cells for line in c.source.splitlines()]
-    if any("RUNS /" in line and "SweepPanel" not in line for line in lines):
-        assert any((tmp_path / "runs").iterdir())  # it writes run folders: there, not ../runs
+    if any(("runs_dir()" in line or "train_once(" in line) and "SweepPanel" not in line
+           for line in lines):  # it writes run folders: in the tmp folder, among quick runs
+        assert any((tmp_path / "runs" / "quick").iterdir())
+        assert not (tmp_path / "runs" / "full").exists()
+
+
+# ------------------------------------------------------------------ pepita_lab.notebook
+
+
+@pytest.fixture
+def mode(monkeypatch, tmp_path):
+    """notebook's switch state, restored after the test; runs under tmp_path/runs."""
+    monkeypatch.setitem(notebook._QUICK, "on", False)
+    monkeypatch.setattr(notebook, "_SWITCH", None)
+    monkeypatch.setenv("PEPITA_LAB_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def test_the_switch_decides_settings_and_folders(mode):
+    switch = notebook.quick_switch()
+    toggle, info = switch.children
+    assert notebook.pick(full=5, smoke=1) == 5 and notebook.runs_dir() == mode / "full"
+    assert "full settings" in info.value and str(mode / "full") in info.value
+    toggle.value = True  # as a click on "quick run" does
+    assert notebook.quick() and notebook.pick(full=5, smoke=1) == 1
+    assert notebook.runs_dir() == mode / "quick" and str(mode / "quick") in info.value
+    assert notebook.quick_switch() is switch  # the first cell run again: the same switch
+    notebook.set_quick(False)
+    assert toggle.value is False and notebook.runs_dir() == mode / "full"
+
+
+def test_the_smoke_variable_starts_quick(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "from pepita_lab import notebook as n; print(n.quick(), n.pick(1, 2))"
+    for value, expected in (("1", "True 2"), ("", "False 1"), ("0", "False 1")):
+        env = {"PEPITA_LAB_SMOKE": value, "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, timeout=120).stdout
+        assert out.strip() == expected
+
+
+def test_start_says_what_it_loads(mode, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("PEPITA_LAB_DATA", str(data_dir))
+    notebook.start()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Loading pepita_lab: torch, xarray and altair")
+    assert lines[1].startswith("Loaded in ") and "torch 2." in lines[1] and "cpu" in lines[1]
+    assert lines[2] == f"Datasets from {data_dir}: mnist, fashion-mnist; synthetic needs no files."
+
+
+def test_train_once_never_overwrites_a_finished_run(mode):
+    notebook.set_quick(True)
+    config = RunConfig(dataset="synthetic", hidden=(8,), epochs=1, device="cpu", subset=256)
+    first = notebook.train_once(config, "demo/a", progress=False)
+    assert first.path == mode / "quick" / "demo" / "a" and first.status == "completed"
+    history = first.path / "history.nc"
+    written = history.stat().st_mtime_ns
+    again = notebook.train_once(config, "demo/a", progress=False)  # the same settings: loaded
+    assert again.path == first.path and history.stat().st_mtime_ns == written
+    assert float(again.history.test_acc[0, -1]) == first.test_acc
+    other = notebook.train_once(config.replace(lr=0.02), "demo/a", progress=False)
+    assert other.path == mode / "quick" / "demo" / "a-2" and history.stat().st_mtime_ns == written
+    (mode / "quick" / "demo" / "b").mkdir()
+    (mode / "quick" / "demo" / "b" / "notes.txt").write_text("mine")  # not a run: kept
+    assert notebook.train_once(config, "demo/b", progress=False).path.name == "b-2"
+    assert (mode / "quick" / "demo" / "b" / "notes.txt").read_text() == "mine"
