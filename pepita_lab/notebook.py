@@ -65,6 +65,7 @@ def quick_switch():
                                  value=quick(), description="mode",
                                  tooltips=["the notebook's real settings",
                                            "tiny settings: the whole notebook in seconds"])
+        toggle.add_class("widget-inline-hbox")  # the label beside the buttons
         info = W.HTML(_mode_text())
 
         def flipped(change):
