@@ -10,7 +10,7 @@ PORT   ?= 8888
 TOKEN  ?=
 LAB_ARGS ?=
 
-.PHONY: setup data lab demo train test gpu-check clean
+.PHONY: setup data lab demo train browser test gpu-check clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -40,8 +40,19 @@ demo: data
 train: data
 	$(BIN)/pepita-lab train --preset paper-mnist --epochs $(EPOCHS) --data-dir "$(DATA)" --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
 
-# The whole test suite (CPU; GPU tests skip without CUDA).
-test: data
+# What the browser test (tests/test_browser.py) needs: Debian's chromium (apt-get, as root) and
+# Playwright for Python (pip). Playwright's own browser download needs the internet: never used.
+# Where neither apt-get as root nor a chromium is there, the browser test skips, saying why.
+browser: setup
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "no chromium, and no apt-get as root to install it: the browser test will skip"; fi
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
+
+# The whole test suite (CPU; GPU tests skip without CUDA), the lab in a browser included.
+test: data browser
 	$(BIN)/python -m pytest -q
 
 # On a machine with CUDA: GPU-marked tests and one MNIST epoch on the GPU.

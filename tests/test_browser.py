@@ -1,0 +1,353 @@
+"""The lab as a person meets it: JupyterLab started with the README's command (`make lab`),
+driven in headless Chromium (Debian's `chromium`, through Playwright for Python; Playwright's
+own browser download needs the internet and is never used).
+
+The test opens the quickstart, runs its first cell, flips the quick-run switch, runs all
+cells, checks that every chart is drawn (SVG or canvas) inside the notebook panel, reruns the
+training cell (a finished run is loaded, not overwritten), then drives the explorer: moves
+the F-scale slider, presses Run, sees the live chart gain points after an epoch, presses Stop,
+makes a run diverge, and enters a bad setting and fixes it. Screenshots of each step go to
+`<the test's tmp folder>/screenshots` (the path is printed). The page must log no console
+errors, and the notebooks on disk must be left as they were.
+
+Without a chromium, Playwright or the dataset mirror the test skips, saying why;
+`PEPITA_LAB_REQUIRE_BROWSER=1` (set by `.ci/run`) turns that skip into a failure.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import MIRROR
+from test_lab import ROOT, free_port
+
+NOTEBOOKS = ROOT / "notebooks"
+REQUIRED = os.environ.get("PEPITA_LAB_REQUIRE_BROWSER", "") == "1"
+VIEWPORT = {"width": 1280, "height": 1000}  # with the file browser open: a ~950 px notebook
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+# JupyterLab settings for the test's own settings folder: no autosave (the notebooks on disk
+# stay as committed), no news pop-up over the cells, every cell rendered (no windowing).
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin": '{"autosave": false}',
+    "@jupyterlab/apputils-extension/notification": '{"fetchNews": "false"}',
+    "@jupyterlab/notebook-extension/tracker": '{"windowingMode": "none"}',
+}
+# Chromium's own calls home, should any remain despite the flags: not the page's errors.
+BROWSER_NOISE = re.compile(r"google|gstatic|gvt1|chrome-extension", re.I)
+
+
+def unavailable(reason: str):
+    if REQUIRED:
+        pytest.fail(f"{reason} (PEPITA_LAB_REQUIRE_BROWSER=1: the browser test must run)")
+    pytest.skip(reason)
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def check_tools() -> str:
+    """The chromium to drive, once everything the test needs is known to be there."""
+    chromium = chromium_path()
+    if chromium is None:
+        unavailable("no chromium on PATH (Debian: apt-get install chromium; `make test` does)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("Playwright for Python is not installed (`make test` installs it)")
+    if shutil.which("make") is None:
+        unavailable("make is not installed")
+    if not MIRROR.is_dir():
+        unavailable(f"no dataset mirror at {MIRROR}: the quickstart needs MNIST")
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """`make lab` on a free port, with its own JupyterLab settings and runs folder."""
+    check_tools()
+    tmp = tmp_path_factory.mktemp("lab")
+    for plugin, text in LAB_SETTINGS.items():
+        path = tmp / "settings" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PEPITA_LAB_SMOKE"}  # the switch decides
+    env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), PEPITA_LAB_RUNS=str(tmp / "runs"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), OMP_NUM_THREADS="1")
+    port = free_port()
+    proc = subprocess.Popen(["make", "-s", "lab", f"PORT={port}", "LAB_ARGS=--no-browser"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, "make lab exited"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not answer"
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", tmp / "runs"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A fresh headless Chromium (its own profile folder) and its console errors."""
+    chromium = check_tools()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS, viewport=VIEWPORT)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.errors = []
+        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+        page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            context.close()
+
+
+# ------------------------------------------------------------------ driving JupyterLab
+
+
+def menu(page, top: str, command: str) -> None:
+    page.locator(".lm-MenuBar-item", has_text=top).first.click()
+    page.click(f".lm-Menu-item[data-command='{command}']")
+
+
+def prompts(page) -> list[str]:
+    return page.eval_on_selector_all(".jp-CodeCell .jp-InputArea-prompt",
+                                     "els => els.map(e => e.textContent.trim())")
+
+
+def wait_until_idle(page, before: list[str], timeout: float = 240) -> None:
+    """Until the cells run since `before` (the prompts then) are done and the kernel idles."""
+    deadline, calm = time.monotonic() + timeout, 0
+    while calm < 4:
+        assert time.monotonic() < deadline, f"cells still running: {prompts(page)}"
+        now = prompts(page)
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").count() > 0
+        calm = calm + 1 if idle and now != before and not any("*" in p for p in now) else 0
+        time.sleep(0.5)
+
+
+def run_cell(page, cell) -> None:
+    before = prompts(page)
+    cell.locator(".jp-InputArea-editor").click()
+    menu(page, "Run", "runmenu:run")
+    wait_until_idle(page, before)
+
+
+def code_cell(page, text: str):
+    """The code cell whose source contains `text`."""
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor",
+                                                         has_text=text))
+    assert cell.count() == 1, f"{cell.count()} cells contain {text!r}"
+    return cell
+
+
+def shoot(locator, folder: Path, name: str) -> None:
+    locator.scroll_into_view_if_needed()
+    time.sleep(0.3)  # let vega finish drawing
+    locator.screenshot(path=str(folder / name))
+
+
+def overflows(locator) -> list[str]:
+    """Texts of labels and buttons inside `locator` cut off by their box (an ellipsis)."""
+    return locator.evaluate("""root => Array.from(root.querySelectorAll(
+        '.widget-label, .widget-label-basic, button, .widget-readout')).filter(
+        e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(
+        e => e.textContent.trim())""")
+
+
+def marks(chart) -> int:
+    """Points drawn by an SVG vega chart."""
+    return chart.evaluate("e => e.querySelectorAll('svg.marks g.mark-symbol path').length")
+
+
+def chart_texts(chart) -> str:
+    return chart.evaluate("e => Array.from(e.querySelectorAll('svg.marks text'))"
+                          ".map(t => t.textContent).join(' | ')")
+
+
+def wait_for(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def notebook_hashes() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(NOTEBOOKS.glob("*.ipynb"))}
+
+
+# ------------------------------------------------------------------ the test
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
+    url, runs = lab
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"\nscreenshots: {shots}")
+    committed = notebook_hashes()
+
+    page.goto(f"{url}/lab/tree/00_quickstart.ipynb")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]",
+                           state="attached")
+
+    # The first cell says what it loads, where the data are, and shows the switch.
+    first = page.locator(".jp-CodeCell").first
+    run_cell(page, first)
+    said = first.locator(".jp-OutputArea").inner_text()
+    assert "Loading pepita_lab: torch, xarray and altair" in said and "Datasets from" in said
+    assert "full settings" in said and "runs/full" in said
+    first.get_by_role("button", name="quick run").click()
+    wait_for(lambda: "runs/quick" in first.inner_text(), "the switch to say quick")
+    shoot(first, shots, "01_first_cell_quick_switch.png")
+
+    # Run All, in quick mode.
+    before = prompts(page)
+    menu(page, "Run", "runmenu:run-all")
+    wait_until_idle(page, before)
+    # Every cell ran (Run All stops at an error, leaving "[ ]:"), and none printed a traceback.
+    assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts(page)), prompts(page)
+    stderr = page.eval_on_selector_all(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+        "els => els.map(e => e.textContent)")
+    assert not [t for t in stderr if "Traceback" in t or "Error" in t], stderr
+    assert (runs / "quick" / "quickstart" / "pepita" / "history.nc").is_file()
+    assert not (runs / "full").exists()  # quick runs never land among full ones
+
+    # Every chart is drawn, as SVG or canvas, inside the notebook's output area.
+    panel = page.locator(".jp-NotebookPanel-notebook").bounding_box()
+    charts = page.locator(".jp-OutputArea-output .vega-embed")
+    assert charts.count() >= 5  # curves, heatmap, modulated inputs, two in the explorer
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        chart.scroll_into_view_if_needed()
+        drawn = chart.locator("canvas.marks, svg.marks")
+        drawn.first.wait_for(state="visible")
+        box = drawn.first.bounding_box()
+        assert box["width"] > 100 and box["height"] > 100, (i, box)
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"], (i, box, panel)
+    # SVG gradient ids must not repeat (a colour legend would show another chart's colours).
+    ids = page.eval_on_selector_all("linearGradient", "els => els.map(e => e.id)")
+    assert len(ids) == len(set(ids)), ids
+
+    shoot(code_cell(page, "train_once(config"), shots, "02_training_cell.png")
+    shoot(code_cell(page, "plots.learning_curves(history"), shots, "03_learning_curves.png")
+    shoot(code_cell(page, "plots.activation_heatmap"), shots, "04_activation_heatmap.png")
+    shoot(code_cell(page, "plots.modulated_inputs"), shots, "05_modulated_inputs.png")
+    own = code_cell(page, "as_tensor_data((x[:5000]")
+    assert "test acc" in own.inner_text() and "4 classes" in own.inner_text()
+    shoot(own, shots, "06_own_data.png")
+    refusals = code_cell(page, "for bad in").locator(".jp-OutputArea").inner_text()
+    assert refusals.count("refused: ") == 3 and "y_train has 100 labels" in refusals
+    shoot(code_cell(page, "for bad in"), shots, "06b_own_data_refused.png")
+
+    # Running the training cell again loads the finished runs instead of overwriting them.
+    training = code_cell(page, "train_once(config")
+    mtime = (runs / "quick" / "quickstart" / "pepita" / "history.nc").stat().st_mtime_ns
+    run_cell(page, training)
+    assert training.locator(".jp-OutputArea").inner_text().count("loaded the finished run") == 2
+    assert (runs / "quick" / "quickstart" / "pepita" / "history.nc").stat().st_mtime_ns == mtime
+    shoot(training, shots, "07_training_cell_rerun.png")
+
+    # The explorer: fits the panel, labels whole.
+    explorer = page.locator(".jp-CodeCell").last
+    output = explorer.locator(".jp-OutputArea-output").last
+    explorer.scroll_into_view_if_needed()
+    assert overflows(output) == []
+    assert output.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "explorer cut off"
+    live, angle = output.locator(".vega-embed").nth(0), output.locator(".vega-embed").nth(1)
+    out_box = output.bounding_box()
+    for chart in (live, angle):
+        box = chart.bounding_box()
+        assert box["x"] + box["width"] <= out_box["x"] + out_box["width"] + 1, (box, out_box)
+
+    def slider(label):
+        return output.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')"))
+
+    def status() -> str:
+        return output.locator(".widget-html").first.inner_text()
+
+    f_scale = slider("F scale")
+    assert f_scale.locator(".widget-readout").inner_text() == "0.0500"
+    f_scale.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")  # one step of the log slider
+    wait_for(lambda: f_scale.locator(".widget-readout").inner_text() == "0.0562", "F scale")
+    epochs = slider("epochs").locator(".widget-readout")
+    epochs.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("30")  # long enough to press Stop while it runs
+    page.keyboard.press("Enter")
+    wait_for(lambda: epochs.inner_text() == "30", "epochs")
+
+    output.locator("button[title=Run]").click()
+    wait_for(lambda: re.search(r"epoch 1/30", status()), "the first epoch")
+    points = marks(angle)
+    wait_for(lambda: marks(angle) > points, "the live chart to gain a point")
+    assert "F=0.0562" in chart_texts(live)  # the run has the slider's value
+    shoot(explorer, shots, "08_explorer_live.png")
+    output.locator("button[title=Stop]").click()
+    wait_for(lambda: status().startswith("stopped"), "stopped")
+    shoot(explorer, shots, "09_explorer_stopped.png")
+
+    # A run that diverges says so in words, draws up to there, finishes the progress bar.
+    for name in ("F scale", "lr"):
+        slider(name).locator(".noUi-handle").focus()
+        page.keyboard.press("End")
+    epochs.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("2")
+    page.keyboard.press("Enter")
+    wait_for(lambda: epochs.inner_text() == "2", "epochs")
+    output.locator("button[title=Run]").click()
+    wait_for(lambda: "diverged in epoch 1, step" in status(), "the divergence message")
+    assert "try a smaller lr or F scale" in status() and "nats" in status()
+    bar = output.locator(".progress-bar")
+    assert "danger" in bar.get_attribute("class")
+    assert bar.evaluate("e => e.getBoundingClientRect().width >= "
+                        "e.parentElement.getBoundingClientRect().width - 1")
+    wait_for(lambda: "diverged" in chart_texts(live) and "diverged" in chart_texts(angle),
+             "the divergence marks")
+    shoot(explorer, shots, "10_explorer_diverged.png")
+
+    # A bad setting is refused in the widget; fixing it clears the message.
+    subset = output.locator(".widget-text", has=page.locator(
+        "label:text-is('subset (0 = all)')")).locator("input")
+    subset.fill("-5")
+    subset.press("Enter")
+    output.locator("button[title=Run]").click()
+    wait_for(lambda: "error" in status() and "subset=-5" in status(), "the error")
+    shoot(explorer, shots, "11_explorer_error.png")
+    subset.fill("2000")
+    subset.press("Enter")
+    wait_for(lambda: "error" not in status(), "the error to clear")
+    assert status() == "ready: the settings are valid"
+    shoot(explorer, shots, "12_explorer_error_cleared.png")
+
+    noise = [e for e in page.errors if not BROWSER_NOISE.search(e)]
+    assert noise == [], noise
+    assert notebook_hashes() == committed, "the test changed a notebook on disk"
