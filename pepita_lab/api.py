@@ -12,7 +12,7 @@ from typing import Callable
 import xarray as xr
 
 from .config import ConfigError, RunConfig, validate
-from .data import TensorData, run_data
+from .data import TensorData, as_tensor_data, run_data
 from .devices import resolve_device
 from .records import run_id
 from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, load_runs,
@@ -80,7 +80,10 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
           progress: bool = True, callbacks: tuple = (), trace_every: int | None = None,
           snapshot_epochs: tuple[int, ...] | None = None, traces: bool = True,
           should_stop: Callable[[], bool] | None = None, overwrite: bool = False) -> Run:
-    """Train one run of `config`; with `out`, write it to that folder as it goes.
+    """Train one run of `config`; with `out`, write it to that folder as it goes. `data`:
+    your own data instead of the config's dataset, as `data.as_tensor_data` takes it
+    (`(x_train, y_train, x_test, y_test)` arrays or tensors, a `(train, test)` pair of torch
+    Datasets, or a `TensorData`), checked before anything is written.
 
     The config is validated before anything is written; then `out` is locked (a folder
     another process is writing to is refused) and checked: a folder that already holds a run
@@ -95,6 +98,7 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
     config = as_config(config)
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
+    data = None if data is None else as_tensor_data(data, config)  # checked, before writing
     check_memory(config)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
     store = None
@@ -134,6 +138,7 @@ def resume(path: str | Path, *, data: TensorData | None = None, progress: bool =
                                   "run (or keep its length)")
             config = config.replace(epochs=epochs)
         check_memory(config)
+        data = None if data is None else as_tensor_data(data, config)
         trace_state = state.get("callbacks", {}).get("Tracer")
         tracer = None if trace_state is None else Tracer(trace_state.get("every_steps"))
         trainer = Trainer(config, data, progress=progress)
@@ -163,6 +168,7 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
     configs = [as_config(c) for c in configs]
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
+    data = None if data is None else as_tensor_data(data, configs[0])
     check_memory(configs[0].replace(hidden=tuple(len(configs) * w for w in configs[0].hidden)))
     pop = Trainer(list(configs), data, progress=progress)
     stores = []
@@ -243,6 +249,7 @@ def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool
         if len({repr(v) for v in values}) < len(values):
             raise ConfigError(f"{name}={list(values)!r} is not allowed: a value is repeated")
     base = as_config(base)
+    data = None if data is None else as_tensor_data(data, base)
     fields = list(axes)
     points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
     configs = [base.replace(**p) for p in points]  # every point validated before any training

@@ -259,7 +259,7 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
     shoot(code_cell(page, "plots.learning_curves(history"), shots, "03_learning_curves.png")
     shoot(code_cell(page, "plots.activation_heatmap"), shots, "04_activation_heatmap.png")
     shoot(code_cell(page, "plots.modulated_inputs"), shots, "05_modulated_inputs.png")
-    own = code_cell(page, "as_tensor_data((x[:5000]")
+    own = code_cell(page, "arrays = (x[:5000]")
     assert "test acc" in own.inner_text() and "4 classes" in own.inner_text()
     shoot(own, shots, "06_own_data.png")
     refusals = code_cell(page, "for bad in").locator(".jp-OutputArea").inner_text()
