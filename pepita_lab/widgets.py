@@ -101,6 +101,8 @@ class Explorer:
         self.error: str | None = None
         self._setting_error = False  # whether `error` is about the settings (fixing clears it)
         self.steps_per_epoch = 1
+        # a deeper base config keeps all its layers (no slider range cuts them)
+        self.max_depth = max(MAX_DEPTH, len(base.hidden))
         self.controls = self._make_controls(base)
         for control in self.controls.values():  # a fixed setting clears its error at once
             control.observe(lambda _: self._recheck(), names="value")
@@ -131,7 +133,7 @@ class Explorer:
             "f_scale": W.FloatLogSlider(value=base.f_scale, min=-3, max=1,
                                         description="F scale", **log),
             "lr": W.FloatLogSlider(value=base.lr, min=-4, max=0, description="lr", **log),
-            "depth": W.IntSlider(value=len(base.hidden), min=1, max=MAX_DEPTH,
+            "depth": W.IntSlider(value=len(base.hidden), min=1, max=self.max_depth,
                                  description="depth", continuous_update=False, **styled),
             "batch_size": W.Dropdown(options=sorted({16, 32, 50, 64, 128, 256, 512,
                                                       base.batch_size}),
@@ -151,7 +153,7 @@ class Explorer:
             "subset": W.IntText(value=base.subset or 0, description="subset (0 = all)",
                                 **styled),
         }
-        for l in range(MAX_DEPTH):
+        for l in range(self.max_depth):
             width = base.hidden[l] if l < len(base.hidden) else base.hidden[-1]
             options = sorted(set(WIDTHS) | {width})
             c[f"width_{l + 1}"] = W.SelectionSlider(options=options, value=width,
@@ -165,7 +167,7 @@ class Explorer:
         return c
 
     def _show_widths(self) -> None:
-        for l in range(MAX_DEPTH):
+        for l in range(self.max_depth):
             shown = l < self.controls["depth"].value
             self.controls[f"width_{l + 1}"].layout.display = None if shown else "none"
 
@@ -174,7 +176,7 @@ class Explorer:
         self._show_widths()
         left = W.VBox([c[k] for k in ("rule", "dataset", "f_scale", "lr", "sign",
                                       "output_error", "keep_prob")])
-        right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(MAX_DEPTH)]
+        right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(self.max_depth)]
                        + [c[k] for k in ("batch_size", "epochs", "seed", "subset")])
         buttons = W.HBox([self.run_button, self.stop_button, self.clear_button, self.progress])
         # a wrapping row: side by side when the panel is wide enough, else one below the other
@@ -352,13 +354,14 @@ class SweepPanel:
             return
         try:
             spec = self.spec()
+            n_points = len(spec.points())  # every point validated (an F scale < 0 ...)
         except ConfigError as err:
             self.error = str(err)
-            self.status.value = f"<b style='color:#b00'>error:</b> {err}"
+            self.status.value = f"<b style='color:#b00'>error:</b> {html.escape(str(err))}"
             return
         self.error = None
         self.run_button.disabled = True
-        self.status.value = f"running {len(spec.points())} points ..."
+        self.status.value = f"running {n_points} points ..."
         self.thread = threading.Thread(target=self._run, args=(spec,), daemon=True)
         self.thread.start()
 
@@ -372,7 +375,8 @@ class SweepPanel:
             self.status.value = f"done: {self.out.value}/sweep.nc"
         except Exception as err:  # shown in the widget, not lost in the thread
             self.error = f"{type(err).__name__}: {err}"
-            self.status.value = f"<b style='color:#b00'>error:</b> {self.error}"
+            self.status.value = (f"<b style='color:#b00'>error:</b> "
+                                 f"{html.escape(self.error)}")
         finally:
             self.run_button.disabled = False
 

@@ -154,3 +154,31 @@ def test_sweep_panel_runs_a_small_sweep_and_draws_its_map(tmp_path):
     panel.lrs.value = "fast"
     panel.run_button.click()
     assert "expected numbers" in panel.error
+
+
+def test_sweep_panel_shows_bad_f_scales_instead_of_raising(tmp_path):
+    from pepita_lab.widgets import SweepPanel
+
+    panel = SweepPanel(RunConfig(dataset="synthetic", hidden=(8,), epochs=1, device="cpu"),
+                       out=str(tmp_path / "S"))
+    panel.f_scales.value = "-0.5, <b>0.1</b>"
+    panel.start()  # no exception out of start()
+    assert "expected numbers" in panel.error and "<b>0.1</b>" not in panel.status.value
+    panel.f_scales.value = "-0.5, 0.1"
+    panel.start()
+    assert "f_scale=-0.5" in panel.error and panel.thread is None
+    assert not (tmp_path / "S").exists()
+
+
+def test_explorer_keeps_every_layer_of_a_deeper_base_config():
+    deep = RunConfig(dataset="synthetic", hidden=(16, 15, 14, 13, 12, 11), epochs=1,
+                     device="cpu")
+    ex = Explorer(deep)
+    assert ex.config().hidden == deep.hidden
+
+
+def test_explorer_names_the_field_of_an_overflowing_seed_and_escapes_errors(explorer):
+    explorer.controls["seed"].value = 2**64
+    explorer.run_button.click()
+    assert not explorer.running and "seed=" in explorer.error
+    assert "<" not in explorer.error or "&lt;" in explorer.status.value
