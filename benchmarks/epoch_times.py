@@ -13,28 +13,19 @@ Each figure is the faster of two epochs after a warm-up epoch (lr 1e-3, as `pepi
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
+
+import checkout
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
-                   help="a pepita-lab checkout (default: this one)")
-    args = p.parse_args(argv)
-    sys.path.insert(0, str(Path(args.repo).resolve()))
+    args = checkout.parse_args(__doc__, argv)
+    pepita_lab, Trainer, Population = checkout.load(args.repo)
     import torch
 
-    import pepita_lab
     from pepita_lab.bench import _config, random_data
-    from pepita_lab.training import Trainer
 
-    try:  # pepita-lab 0.2: populations had a class of their own
-        from pepita_lab.population import Population
-    except ImportError:
-        Population = Trainer  # one loop: a list of configs is a population
     device = torch.device("cpu")
     data = random_data("mnist", 60000, 10000, device, seed=1)
     loops = {rule: Trainer(_config("mnist", rule, 64, device), data, progress=False)

@@ -12,29 +12,20 @@ processes, alternating:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
+
+import checkout
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
-                   help="a pepita-lab checkout (default: this one)")
-    args = p.parse_args(argv)
-    sys.path.insert(0, str(Path(args.repo).resolve()))
+    args = checkout.parse_args(__doc__, argv)
+    pepita_lab, Trainer, Population = checkout.load(args.repo)
     import torch
 
-    import pepita_lab
     from pepita_lab.config import RunConfig
-    from pepita_lab.training import Trainer
 
-    try:  # pepita-lab 0.2: populations had a class of their own
-        from pepita_lab.population import Population
-    except ImportError:
-        Population = Trainer
     torch.set_num_threads(1)
     cfg = RunConfig(dataset="synthetic", hidden=(16,), batch_size=8, lr=0.01, device="cpu")
     out = []

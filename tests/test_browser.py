@@ -18,16 +18,13 @@ import hashlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import MIRROR
-from test_lab import ROOT, free_port
+from test_lab import ROOT, running_lab
 
 NOTEBOOKS = ROOT / "notebooks"
 REQUIRED = os.environ.get("PEPITA_LAB_REQUIRE_BROWSER", "") == "1"
@@ -84,24 +81,8 @@ def lab(tmp_path_factory):
     env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), PEPITA_LAB_RUNS=str(tmp / "runs"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), OMP_NUM_THREADS="1")
-    port = free_port()
-    proc = subprocess.Popen(["make", "-s", "lab", f"PORT={port}", "LAB_ARGS=--no-browser"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, "make lab exited"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "JupyterLab did not answer"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}", tmp / "runs"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+    with running_lab(env) as url:
+        yield url, tmp / "runs"
 
 
 @pytest.fixture
