@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 
@@ -27,3 +28,14 @@ def load(repo: str):
     except ImportError:
         Population = Trainer  # one loop: a list of configs is a population
     return pepita_lab, Trainer, Population
+
+
+def epoch_seconds(loop, repeats: int) -> list[float]:
+    """Seconds of `repeats` epochs of `loop` (a Trainer), after one untimed warm-up epoch."""
+    loop.train_epoch()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        loop.train_epoch()
+        times.append(time.perf_counter() - start)
+    return times

@@ -14,7 +14,6 @@ Each figure is the faster of two epochs after a warm-up epoch (lr 1e-3, as `pepi
 from __future__ import annotations
 
 import sys
-import time
 
 import checkout
 
@@ -34,15 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     loops["population K=4"] = Population([base.replace(f_scale=f) for f in (0.02, 0.05, 0.1,
                                                                               0.2)],
                                          data, progress=False)
-    seconds = {}
-    for name, loop in loops.items():
-        loop.train_epoch()  # warm-up
-        times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            loop.train_epoch()
-            times.append(time.perf_counter() - start)
-        seconds[name] = min(times)
+    seconds = {name: min(checkout.epoch_seconds(loop, 2)) for name, loop in loops.items()}
     print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
           "threads, epoch seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
     return 0

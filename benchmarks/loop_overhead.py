@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
 import checkout
 
@@ -32,14 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, loop in (("run", Trainer(cfg, progress=False)),
                        ("population K=4", Population([cfg.replace(seed=s) for s in range(4)],
                                                      progress=False))):
-        loop.train_epoch()  # warm-up
-        epochs = []
-        for _ in range(5):
-            start = time.perf_counter()
-            loop.train_epoch()
-            epochs.append(time.perf_counter() - start)
         steps = -(-5000 // cfg.batch_size)
-        med = statistics.median(epochs)
+        med = statistics.median(checkout.epoch_seconds(loop, 5))
         out.append(f"{name}: epoch {1e3 * med:.0f} ms, {1e6 * med / steps:.0f} us/step")
     print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), 1 thread, tiny net: "
           + "; ".join(out))

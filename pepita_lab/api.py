@@ -5,7 +5,6 @@ The run folder (what is written, how it is read back) is `pepita_lab.store`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -64,9 +63,8 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
                                               checkpoint=status == "completed")
         else:
             history, activations = run_datasets(trainer, tracer, status)
-    except BaseException:
-        if store is not None and trainer.epoch == 0 and not isinstance(
-                sys.exc_info()[1], KeyboardInterrupt):
+    except BaseException as err:
+        if store is not None and trainer.epoch == 0 and not isinstance(err, KeyboardInterrupt):
             store.abandon()  # nothing worth keeping: the next try starts afresh
         raise
     finally:
@@ -188,8 +186,8 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
             member.callbacks = [cb for cb in (tracer, store) if cb is not None]
         try:
             statuses = pop.run(should_stop)
-        except BaseException:
-            if pop.epoch == 0 and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        except BaseException as err:
+            if pop.epoch == 0 and not isinstance(err, KeyboardInterrupt):
                 for opened in stores:
                     opened.abandon()
             raise

@@ -180,7 +180,9 @@ def _fail(name: str, value, allowed: str):
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def _int(name, value, *, low=None, high=None, allow_none=False):
+def check_int(name, value, *, low=None, high=None, allow_none=False):
+    """`value` as an integer (a float with an integer value is taken) within [low, high], or
+    ConfigError naming `name`; the one integer check of configs and sweep specs."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -219,7 +221,7 @@ def _int_tuple(name, value, *, low):
         value = (value,)
     if not isinstance(value, (list, tuple)):
         _fail(name, value, "expected a list of integers")
-    return tuple(_int(name, v, low=low) for v in value)
+    return tuple(check_int(name, v, low=low) for v in value)
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -237,15 +239,15 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not cfg.conv_channels and cfg.model == "conv":
         _fail("conv_channels", cfg.conv_channels, "expected at least one conv layer width "
               "for model='conv'")
-    cfg.kernel_size = _int("kernel_size", cfg.kernel_size, low=1)
-    cfg.pool = _int("pool", cfg.pool, low=1)
+    cfg.kernel_size = check_int("kernel_size", cfg.kernel_size, low=1)
+    cfg.pool = check_int("pool", cfg.pool, low=1)
     cfg.conv_update = _choice("conv_update", cfg.conv_update, CONV_UPDATES)
     if not isinstance(cfg.bias, bool):
         _fail("bias", cfg.bias, "expected true or false")
-    cfg.epochs = _int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
+    cfg.epochs = check_int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
     cfg.lr = _float("lr", cfg.lr, low=0.0, low_open=True)
     cfg.momentum = _float("momentum", cfg.momentum, low=0.0, high=1.0)
-    cfg.batch_size = _int("batch_size", cfg.batch_size, low=1)
+    cfg.batch_size = check_int("batch_size", cfg.batch_size, low=1)
     cfg.lr_milestones = tuple(sorted(_int_tuple("lr_milestones", cfg.lr_milestones, low=1)))
     cfg.lr_gamma = _float("lr_gamma", cfg.lr_gamma, low=0.0, low_open=True)
     cfg.keep_prob = _float("keep_prob", cfg.keep_prob, low=0.0, high=1.0, low_open=True)
@@ -256,16 +258,16 @@ def validate(cfg: RunConfig) -> RunConfig:
         _fail("sign", cfg.sign, "expected 1 or -1")
     cfg.output_error = _choice("output_error", cfg.output_error, OUTPUT_ERRORS)
     cfg.feedback_scale = _float("feedback_scale", cfg.feedback_scale, low=0.0)
-    cfg.seed = _int("seed", cfg.seed, low=0, high=MAX_SEED)
+    cfg.seed = check_int("seed", cfg.seed, low=0, high=MAX_SEED)
     cfg.device = _choice("device", cfg.device, DEVICES)
     cfg.precision = _choice("precision", cfg.precision, PRECISIONS)
     cfg.compile = _choice("compile", cfg.compile, COMPILE_MODES)
     if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
         cfg.data_dir = str(cfg.data_dir)
-    cfg.subset = _int("subset", cfg.subset, low=1, allow_none=True)
+    cfg.subset = check_int("subset", cfg.subset, low=1, allow_none=True)
     if not isinstance(cfg.download, bool):
         _fail("download", cfg.download, "expected true or false")
-    cfg.eval_batch_size = _int("eval_batch_size", cfg.eval_batch_size, low=1)
+    cfg.eval_batch_size = check_int("eval_batch_size", cfg.eval_batch_size, low=1)
     if cfg.model == "conv" and not get_rule(cfg.rule).conv:
         _fail("rule", cfg.rule, "this rule takes fully connected nets only (model='fc')")
     return cfg
@@ -277,6 +279,11 @@ def field_names() -> list[str]:
 
 def field_doc(name: str) -> str:
     return _FIELDS[name].metadata["doc"]
+
+
+def field_join(name: str) -> str:
+    """The separator of a tuple field's values in a record's coordinate."""
+    return _FIELDS[name].metadata["join"]
 
 
 def field_kind(name: str) -> str:
@@ -324,7 +331,8 @@ def parse_field(name: str, text: str):
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "DATASETS",
            "IMAGE_SHAPES", "N_CLASSES", "INPUT_SIZES", "SPLIT_SIZES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
-           "MEMBER_FIELDS", "IDENTITY_FIELDS", "field_names", "field_doc", "field_kind",
+           "MEMBER_FIELDS", "IDENTITY_FIELDS", "field_names", "field_doc", "field_kind", "field_join",
+           "check_int",
            "parse_field", "setting"]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import IDENTITY_FIELDS, ConfigError, RunConfig, field_kind
+from .config import IDENTITY_FIELDS, ConfigError, RunConfig, field_join, field_kind
 
 class DamagedFileError(ConfigError):
     """A file of a run or sweep folder that cannot be read back (truncated, altered)."""
@@ -95,11 +95,9 @@ def coord_value(config: RunConfig, name: str):
     """Field `name` of `config` as a netCDF coordinate value: tuples as text (widths
     `1024x512`, milestones `60,90`), booleans as 0 / 1, an unset `subset` as 0 (every
     sample)."""
-    import dataclasses
-
     v = getattr(config, name)
     if isinstance(v, tuple):
-        sep = next(f for f in dataclasses.fields(config) if f.name == name).metadata["join"]
+        sep = field_join(name)
         return sep.join(map(str, v))
     if isinstance(v, bool):
         return int(v)

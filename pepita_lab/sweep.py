@@ -22,7 +22,8 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig, field_kind, field_names, parse_field
+from .config import (MAX_SEED, ConfigError, RunConfig, check_int, field_kind, field_names,
+                     parse_field)
 from .records import read_netcdf, write_json, write_netcdf
 
 SPEC_FILE, RESULT_FILE, POINTS_DIR = "sweep.json", "sweep.nc", "points"
@@ -53,7 +54,7 @@ class SweepSpec:
         for k, values in self.grid.items():
             _check_values(f"grid {k}", values)
         _check_values("seeds", self.seeds)
-        self.seeds = [_count("seeds", s, low=0, high=2**63 - 1) for s in self.seeds]
+        self.seeds = [check_int("seeds", s, low=0, high=MAX_SEED) for s in self.seeds]
         for k, spec in self.random.items():
             if _is_range(spec):
                 if not 0 < spec[0] < spec[1]:
@@ -61,16 +62,16 @@ class SweepSpec:
                                       "log-uniform range needs 0 < LOW < HIGH")
             else:
                 _check_values(f"random {k}", spec)
-        self.n_random = _count("n_random", self.n_random, low=0)
+        self.n_random = check_int("n_random", self.n_random, low=0)
         if self.random and not self.n_random:
             raise ConfigError("a random search needs the number of points: n_random (--n-random "
                               "N) >= 1")
         if self.n_random and not self.random:
             raise ConfigError(f"n_random={self.n_random} is not allowed without random ranges "
                               "(--random FIELD=LOW:HIGH)")
-        self.pack_size = _count("pack_size", self.pack_size, low=1)
-        self.threads = _count("threads", self.threads, low=1)
-        self.random_seed = _count("random_seed", self.random_seed, low=0)
+        self.pack_size = check_int("pack_size", self.pack_size, low=1)
+        self.threads = check_int("threads", self.threads, low=1)
+        self.random_seed = check_int("random_seed", self.random_seed, low=0)
         if isinstance(self.halving_keep, bool) or not isinstance(
                 self.halving_keep, (int, float)) or not 0 < self.halving_keep < 1:
             raise ConfigError(f"halving_keep={self.halving_keep!r} is not allowed: expected a "
@@ -78,7 +79,7 @@ class SweepSpec:
         if not isinstance(self.halving_epochs, (list, tuple)):
             raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: expected "
                               "a list of epochs")
-        self.halving_epochs = [_count("halving_epochs", e, low=1) for e in self.halving_epochs]
+        self.halving_epochs = [check_int("halving_epochs", e, low=1) for e in self.halving_epochs]
         if sorted(set(self.halving_epochs)) != list(self.halving_epochs) or any(
                 e >= self.base.epochs for e in self.halving_epochs):
             raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: "
@@ -135,15 +136,6 @@ def _check_values(what: str, values) -> None:
                           "values")
     if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
         raise ConfigError(f"{what}={list(values)!r} is not allowed: a value is repeated")
-
-
-def _count(name: str, value, *, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-            high is not None and value > high):
-        bound = f" and <= {high}" if high is not None else ""
-        raise ConfigError(f"{name}={value!r} is not allowed: expected an integer >= {low}"
-                          f"{bound}")
-    return value
 
 
 SPEC_KEYS = ("base", "grid", "seeds", "random", "n_random", "random_seed", "pack_size",
