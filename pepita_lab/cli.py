@@ -81,6 +81,9 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     for k, values in grid.items():
         if len(set(values)) < len(values):
             raise ConfigError(f"{k}={values!r} is not allowed: a value is repeated")
+    # the base holds the grid's first point, so settings that need each other (a grid flag
+    # and a single one) are checked together
+    overrides.update({k: values[0] for k, values in grid.items()})
     base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
     _refuse_conv_flags_on_fc(args, base)
     return [base.replace(**dict(zip(grid, values)))

@@ -22,14 +22,14 @@ SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
                "cifar10": (50000, 10000), "cifar100": (50000, 10000), "synthetic": (5000, 1000)}
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_ERRORS = ("modulated", "clean")
-F_DISTRIBUTIONS = ("uniform", "gaussian")
+F_DISTRIBUTIONS = ("uniform", "gaussian", "factorised")
+INITS = ("default", "he-uniform", "he-normal", "torch")
+MOMENTUM_STYLES = ("paper", "torch")
+PEPITA_VARIANTS = ("modulated", "forward", "time-local")
 MODELS = ("fc", "conv")
 CONV_UPDATES = ("rule", "icml-code")
 PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
-# Speed settings: left out of a run's identity at their defaults, so run ids made before they
-# existed stay the same.
-SPEED_DEFAULTS = {"precision": "fp32", "compile": "off"}
 CONV_FIELDS = ("conv_channels", "kernel_size", "pool", "conv_update")  # used by model "conv" only
 
 
@@ -43,16 +43,20 @@ class ConfigError(ValueError):
 
 
 def setting(default, doc: str, *, member: bool = False, identity: bool = True,
-            join: str = ","):
+            join: str = ",", added: bool = False, rule_option: bool = False):
     """A `RunConfig` field and what the rest of the lab derives from it: `doc` is its help
     (CLI flags, docs), `member` whether population members may differ in it (they then train
     together), `identity` whether it changes what a run computes (then it is part of the run
     id and a coordinate of the run's records; not so for where it runs), `join` the separator
-    of a tuple's values in a record's coordinate."""
+    of a tuple's values in a record's coordinate. `added`: a field added after pepita-lab
+    0.2.2, left out of a run's identity at its default, so run ids made before it existed stay
+    the same. `rule_option`: only rules that list it in their `options` take a value other
+    than the default (`Rule.options`)."""
     factory = {"default_factory": lambda: default} if isinstance(default, list) else {
         "default": default}
-    return dataclasses.field(**factory, metadata={"doc": doc, "member": member,
-                                                  "identity": identity, "join": join})
+    return dataclasses.field(**factory, metadata={
+        "doc": doc, "member": member, "identity": identity, "join": join, "added": added,
+        "rule_option": rule_option})
 
 
 @dataclass
@@ -79,18 +83,57 @@ class RunConfig:
     epochs: int = setting(100, "training epochs")
     lr: float = setting(0.1, "learning rate", member=True)
     momentum: float = setting(0.9, "SGD momentum as the paper's code: v = m v + lr dW; W -= v")
+    momentum_style: str = setting("paper", "paper: v = m v + lr dW; W -= v (the paper's code); "
+                                  "torch: b = m b + dW; W -= lr b (torch.optim.SGD, the ICLR "
+                                  "code; differs from paper only after an lr change)",
+                                  added=True)
+    weight_decay: float = setting(0.0, "weight decay: dW + weight_decay W in place of dW, "
+                                  "biases included (ICLR 2024 PEPITA: 1e-4)", member=True,
+                                  added=True)
     batch_size: int = setting(64, "training batch size")
     lr_milestones: tuple[int, ...] = setting((60, 90), "epochs after which lr is multiplied by "
                                              "lr_gamma", member=True)
     lr_gamma: float = setting(0.1, "lr factor at each milestone", member=True)
     keep_prob: float = setting(0.9, "dropout keep probability on hidden layers (1: no dropout)")
     f_scale: float = setting(0.05, "PEPITA: scale of F (std f_scale sqrt(2/d))", member=True)
-    f_distribution: str = setting("uniform", "PEPITA: F's distribution: uniform or gaussian "
-                                  "(same std)", member=True)
+    f_distribution: str = setting("uniform", "PEPITA: F's distribution: uniform, gaussian "
+                                  "(same std) or factorised (F = B_1 ... B_L, B_l shaped like "
+                                  "W_l^T, Gaussian, rescaled to the same std; ICLR 2024)",
+                                  member=True)
     sign: float = setting(1.0, "PEPITA: modulation x + sign F e (ICML code: 1, ICLR code: -1)",
                           member=True)
     output_error: str = setting("modulated", "PEPITA: last layer's error, from the modulated "
                                 "pass or the first (clean) pass")
+    init: str = setting("default", "forward weights' init: default (he-uniform for fully "
+                        "connected nets as the paper, torch for conv nets as its conv code), "
+                        "he-uniform U(+-sqrt(6/fan_in)), he-normal N(0, 2/fan_in) (ICLR "
+                        "2024), torch U(+-1/sqrt(fan_in))", added=True)
+    normalize: bool = setting(False, "PEPITA: divide each hidden layer's output by its norm "
+                              "over the batch (Frobenius norm of the (B, n) batch), in both "
+                              "passes and at evaluation (ICLR 2024)", added=True,
+                              rule_option=True)
+    pepita_variant: str = setting("modulated", "PEPITA: modulated (the paper: presynaptic "
+                                  "factors from the modulated pass), forward (from the clean "
+                                  "pass), time-local (the clean pass's anti-Hebbian update "
+                                  "applied before the modulated pass's Hebbian one; ICLR "
+                                  "2024)", added=True, rule_option=True)
+    weight_mirroring: bool = setting(False, "PEPITA: learn F = B_1 ... B_L by weight "
+                                     "mirroring (needs f_distribution factorised; ICLR 2024)",
+                                     added=True, rule_option=True)
+    mirror_lr: float = setting(0.01, "weight mirroring: learning rate of the B_l",
+                               added=True, rule_option=True)
+    mirror_decay: float = setting(1e-4, "weight mirroring: weight decay of the B_l",
+                                  added=True, rule_option=True)
+    mirror_noise: float = setting(0.1, "weight mirroring: std of the noise input",
+                                  added=True, rule_option=True)
+    premirror_epochs: int = setting(2, "weight mirroring: first epochs that only mirror (the "
+                                    "forward weights wait)", added=True, rule_option=True)
+    mirror_period: int = setting(1, "weight mirroring: after the pre-mirroring epochs, mirror "
+                                 "during epochs e with (e + 1) % mirror_period == 0",
+                                 added=True, rule_option=True)
+    ff_threshold: float = setting(1.0, "Forward-Forward: goodness threshold per unit (a "
+                                  "layer's sum of squares is compared with threshold x "
+                                  "units)", added=True, rule_option=True)
     feedback_scale: float = setting(1.0, "FA / DFA / DRTP: scale of the fixed random feedback "
                                     "matrices (He-uniform times this)", member=True)
     seed: int = setting(0, "seed of weights, F, feedback, data order and dropout", member=True)
@@ -99,9 +142,10 @@ class RunConfig:
                              "convolutions), tf32 (TF32 products and convolutions on CUDA), "
                              "bf16 (passes and updates' products under bf16 autocast, state "
                              "in fp32); anything but fp32 changes results "
-                             "(docs/performance.md)")
+                             "(docs/performance.md)", added=True)
     compile: str = setting("off", "torch.compile of the rule's step: off, default, "
-                           "reduce-overhead (CUDA graphs on a GPU) or max-autotune")
+                           "reduce-overhead (CUDA graphs on a GPU) or max-autotune",
+                           added=True)
     data_dir: str | None = setting(None, "dataset folder (default $PEPITA_LAB_DATA, else "
                                    "./data)", identity=False)
     subset: int | None = setting(None, "train on the first N training samples only")
@@ -126,7 +170,8 @@ class RunConfig:
         skip = tuple(f.name for f in dataclasses.fields(self) if not f.metadata["identity"])
         if self.model == "fc":
             skip += ("model",) + CONV_FIELDS
-        skip += tuple(k for k, v in SPEED_DEFAULTS.items() if getattr(self, k) == v)
+        skip += tuple(f.name for f in dataclasses.fields(self)
+                      if f.metadata["added"] and getattr(self, f.name) == field_default(f.name))
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     @property
@@ -268,13 +313,46 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not isinstance(cfg.download, bool):
         _fail("download", cfg.download, "expected true or false")
     cfg.eval_batch_size = check_int("eval_batch_size", cfg.eval_batch_size, low=1)
-    if cfg.model == "conv" and not get_rule(cfg.rule).conv:
+    cfg.momentum_style = _choice("momentum_style", cfg.momentum_style, MOMENTUM_STYLES)
+    cfg.weight_decay = _float("weight_decay", cfg.weight_decay, low=0.0)
+    cfg.init = _choice("init", cfg.init, INITS)
+    if not isinstance(cfg.normalize, bool):
+        _fail("normalize", cfg.normalize, "expected true or false")
+    cfg.pepita_variant = _choice("pepita_variant", cfg.pepita_variant, PEPITA_VARIANTS)
+    if not isinstance(cfg.weight_mirroring, bool):
+        _fail("weight_mirroring", cfg.weight_mirroring, "expected true or false")
+    cfg.mirror_lr = _float("mirror_lr", cfg.mirror_lr, low=0.0)
+    cfg.mirror_decay = _float("mirror_decay", cfg.mirror_decay, low=0.0)
+    cfg.mirror_noise = _float("mirror_noise", cfg.mirror_noise, low=0.0, low_open=True)
+    cfg.premirror_epochs = check_int("premirror_epochs", cfg.premirror_epochs, low=0)
+    cfg.mirror_period = check_int("mirror_period", cfg.mirror_period, low=1)
+    cfg.ff_threshold = _float("ff_threshold", cfg.ff_threshold, low=0.0)
+    rule = get_rule(cfg.rule)
+    if cfg.model == "conv" and not rule.conv:
         _fail("rule", cfg.rule, "this rule takes fully connected nets only (model='fc')")
+    for f in dataclasses.fields(cfg):
+        if (f.metadata["rule_option"] and f.name not in rule.options
+                and getattr(cfg, f.name) != field_default(f.name)):
+            takes = [n for n in rule_names() if f.name in get_rule(n).options]
+            _fail(f.name, getattr(cfg, f.name), f"rule {cfg.rule!r} does not read it (an "
+                  f"option of {', '.join(takes) or 'no registered rule'}); leave it at "
+                  f"{field_default(f.name)!r}")
+    if cfg.model == "conv" and (cfg.normalize or cfg.f_distribution == "factorised"):
+        name = "normalize" if cfg.normalize else "f_distribution"
+        _fail(name, getattr(cfg, name), "fully connected nets only (model='fc')")
+    if cfg.weight_mirroring and cfg.f_distribution != "factorised":
+        _fail("weight_mirroring", True, "mirroring learns the factors of F = B_1 ... B_L: "
+              "add f_distribution='factorised' (--f-distribution factorised)")
     return cfg
 
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def field_default(name: str):
+    """Field `name`'s default value."""
+    return _DEFAULTS[name]
 
 
 def field_doc(name: str) -> str:
@@ -298,6 +376,9 @@ MEMBER_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadat
 # Identity fields: what changes a run's numbers; each is a coordinate of the run's records.
 IDENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata["identity"])
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_DEFAULTS = {
+    f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+    for f in dataclasses.fields(RunConfig)}
 _KINDS = {"bool": "bool", "int": "int", "float": "float", "str": "str",
           "tuple[int, ...]": "ints", "int | None": "int?", "str | None": "str?"}
 
@@ -332,6 +413,7 @@ def parse_field(name: str, text: str):
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "DATASETS",
            "IMAGE_SHAPES", "N_CLASSES", "INPUT_SIZES", "SPLIT_SIZES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
            "MEMBER_FIELDS", "IDENTITY_FIELDS", "field_names", "field_doc", "field_kind", "field_join",
+           "field_default", "INITS", "MOMENTUM_STYLES", "PEPITA_VARIANTS",
            "check_int",
            "parse_field", "setting"]
 

@@ -73,12 +73,15 @@ def layer_input(h: Tensor, below: Tensor, W: Tensor, pool: int) -> Tensor:
 
 def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
                  biases: list[Tensor] | None = None, first_pre: Tensor | None = None,
-                 pool: int = 1, softmax: bool = True) -> tuple[list[Tensor], list[Tensor]]:
+                 pool: int = 1, softmax: bool = True,
+                 normalize: bool = False) -> tuple[list[Tensor], list[Tensor]]:
     """`(hs, ins)`: layer outputs `[h_0 = x, h_1, ..., h_L]` (ReLU hidden layers times their
     dropout masks, softmax output, or the logits if not `softmax`) and each layer's input
     `ins[l]` (`h_l` itself, pooled and flattened after a conv layer). `first_pre`, if given, is
-    layer 1's pre-activation already computed. Conv maps are channels-last on the CPU
-    (`maps_layout`)."""
+    layer 1's pre-activation already computed. With `normalize` (fully connected layers, the
+    ICLR 2024 PEPITA), each hidden output is divided by its norm over the batch: the Frobenius
+    norm of the (B, n) batch (a population: of each member's). Conv maps are channels-last on
+    the CPU (`maps_layout`)."""
     if is_conv(weights[0]):
         x = maps_layout(x)
     hs, ins = [x], []
@@ -98,11 +101,19 @@ def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = 
                 h = pre_activation(W, a_in, b).relu_()  # a fresh pre-activation: in place
             if masks is not None:
                 h = h * masks[l]
+            if normalize:
+                h = batch_normalized(h)
         else:
             a = pre_activation(W, a_in, b) if a is None else a  # (B, C)
             h = torch.softmax(a, dim=-1) if softmax else a
         hs.append(h)
     return hs, ins
+
+
+def batch_normalized(h: Tensor) -> Tensor:
+    """`h / ||h||_F` over the batch and units (the last two dims); an all-zero batch stays 0."""
+    norm = torch.linalg.vector_norm(h, dim=(-2, -1), keepdim=True)
+    return h / norm.clamp_min(torch.finfo(h.dtype).tiny)
 
 
 def forward(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
@@ -138,6 +149,9 @@ class Net:
     feedback: list[Tensor] = field(default_factory=list)  # FA / DFA / DRTP matrices
     image_shape: tuple[int, int, int] | None = None  # (C, H, W) input of a conv net
     pool: int = 1  # max-pool size after each conv layer
+    # a factorised F = F_factors[0] @ ... @ F_factors[-1], each shaped like W_l^T (empty: F
+    # is drawn whole); weight mirroring learns them and keeps F their product
+    F_factors: list[Tensor] = field(default_factory=list)
 
     @property
     def is_conv(self) -> bool:
@@ -166,20 +180,22 @@ class Net:
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "biases": self.biases, "F": self.F,
-                "feedback": self.feedback, "image_shape": self.image_shape, "pool": self.pool}
+                "feedback": self.feedback, "image_shape": self.image_shape, "pool": self.pool,
+                "F_factors": self.F_factors}
 
     @classmethod
     def from_state_dict(cls, d: dict) -> "Net":
         shape = d.get("image_shape")  # absent from checkpoints of fully connected nets before conv
         return cls(weights=list(d["weights"]), biases=d["biases"], F=d["F"],
                    feedback=list(d["feedback"]), image_shape=None if shape is None else
-                   tuple(shape), pool=d.get("pool", 1))
+                   tuple(shape), pool=d.get("pool", 1), F_factors=list(d.get("F_factors", [])))
 
     def to(self, device) -> "Net":
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Net([mv(W) for W in self.weights],
                    None if self.biases is None else [mv(b) for b in self.biases],
-                   mv(self.F), [mv(B) for B in self.feedback], self.image_shape, self.pool)
+                   mv(self.F), [mv(B) for B in self.feedback], self.image_shape, self.pool,
+                   [mv(B) for B in self.F_factors])
 
 
 def he_uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Generator,
@@ -193,6 +209,54 @@ def torch_default(shape: tuple[int, ...], fan_in: int, generator: torch.Generato
     """PyTorch's default for Linear and Conv2d weights: `U(+-1 / sqrt(fan_in))`."""
     bound = scale / math.sqrt(fan_in)
     return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+
+def he_normal(shape: tuple[int, ...], fan_in: int, generator: torch.Generator,
+              scale: float = 1.0) -> Tensor:
+    """`N(0, 2 / fan_in)` (the ICLR 2024 PEPITA code's `he_normal`)."""
+    return torch.randn(shape, generator=generator) * (scale * math.sqrt(2.0 / fan_in))
+
+
+INIT_DRAWS = {"he-uniform": he_uniform, "he-normal": he_normal, "torch": torch_default}
+
+
+def f_std(d: int, f_scale: float) -> float:
+    """The std every F distribution has: `f_scale sqrt(2 / d)`."""
+    return f_scale * math.sqrt(2.0 / d)
+
+
+def chain_product(factors: list[Tensor]) -> Tensor:
+    """`factors[0] @ factors[1] @ ...` (a population's: batched)."""
+    M = factors[0]
+    for B in factors[1:]:
+        M = M @ B
+    return M
+
+
+@torch.no_grad()
+def renormalize_factors(factors: list[Tensor], target_std: float) -> Tensor:
+    """Scale every factor in place by `(target_std / std(F))^(1/L)` so that their product F
+    has std `target_std` (a population's: each member's); returns F."""
+    F = chain_product(factors)
+    std = F.flatten(-2).std(-1)  # () or (K,)
+    ratio = torch.where(std > 0, target_std / std.clamp_min(1e-30), torch.ones_like(std))
+    ratio = ratio.pow(1.0 / len(factors))[..., None, None]
+    for B in factors:
+        B.mul_(ratio)
+    return F * ratio.pow(len(factors))
+
+
+def init_F_factors(sizes: list[int], f_scale: float,
+                   generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
+    """The factorised F of a net with `sizes = [d, n_1, ..., C]` units: B_l of shape
+    (sizes[l-1], sizes[l]) (like W_l^T), Gaussian with std `(s / sqrt(n_1 ... n_{L-1}))^(1/L)`
+    (s = f_scale sqrt(2/d)) so the product has std about s, then rescaled so that std(F) is
+    s exactly. Returns the factors and F = B_1 ... B_L."""
+    target, L = f_std(sizes[0], f_scale), len(sizes) - 1
+    std = (target / math.sqrt(math.prod(sizes[1:-1]))) ** (1.0 / L)
+    factors = [torch.randn((a, b), generator=generator) * std
+               for a, b in zip(sizes, sizes[1:])]
+    return factors, renormalize_factors(factors, target)
 
 
 def init_F(d: int, n_classes: int, f_scale: float, generator: torch.Generator,
@@ -249,9 +313,14 @@ def init_net(config, d: int, n_classes: int, device="cpu",
         sizes = [d, *config.hidden, n_classes]
         shapes = [(sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)]
         draw, pool, image_shape = he_uniform, 1, None
+    draw = INIT_DRAWS.get(getattr(config, "init", "default"), draw)
     weights = [draw(s, math.prod(s[1:]), g) for s in shapes]
     biases = [torch.zeros(s[0]) for s in shapes] if config.bias else None
     # F is drawn for every rule so a run's F depends only on its seed, whatever the rule.
-    F = init_F(d, n_classes, config.f_scale, g, config.f_distribution)
+    factors = []
+    if config.f_distribution == "factorised":
+        factors, F = init_F_factors(sizes, config.f_scale, g)
+    else:
+        F = init_F(d, n_classes, config.f_scale, g, config.f_distribution)
     feedback = rule_of(config).init_feedback(shapes, sizes, g, config.feedback_scale, draw)
-    return Net(weights, biases, F, feedback, image_shape, pool).to(device)
+    return Net(weights, biases, F, feedback, image_shape, pool, factors).to(device)

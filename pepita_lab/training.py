@@ -28,7 +28,7 @@ from .config import MEMBER_FIELDS, ConfigError, RunConfig, field_kind, validate
 from .data import TensorData, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
 from .kernels import maps_layout
-from .nets import Net, forward_pass, init_net
+from .nets import Net, init_net
 from .rules import Factors, get_rule
 from .rules.common import bias_update, weight_update
 
@@ -101,7 +101,8 @@ def _stack(nets: list[Net]) -> Net:
     biases = None if nets[0].biases is None else [b[:, None] for b in stack(
         [n.biases for n in nets])]  # (K, 1, out): broadcasts over the batch
     return Net(stack([n.weights for n in nets]), biases, torch.stack([n.F for n in nets]),
-               stack([n.feedback for n in nets]) if nets[0].feedback else [])
+               stack([n.feedback for n in nets]) if nets[0].feedback else [],
+               F_factors=stack([n.F_factors for n in nets]) if nets[0].F_factors else [])
 
 
 class Member:
@@ -143,7 +144,8 @@ class Member:
                 "net": {"weights": cpu(net.weights),
                         "biases": None if net.biases is None else cpu(net.biases),
                         "F": net.F.detach().cpu().clone(), "feedback": cpu(net.feedback),
-                        "image_shape": net.image_shape, "pool": net.pool},
+                        "image_shape": net.image_shape, "pool": net.pool,
+                        "F_factors": cpu(net.F_factors)},
                 "velocity": cpu(t.member_tensor(v, self.k, bias=l >= len(net.weights))
                                 for l, v in enumerate(t.velocity)),
                 "epoch": self.epoch, "step": self.step,
@@ -194,6 +196,9 @@ class Trainer:
         self.state = self.rule.make_state(self.net, self.velocity, data.n_classes)
         self.settings = base if not batched else _member_columns(configs, self.device)
         rule, settings = self.rule, self.settings
+        # the paper's update (no weight decay, the paper's momentum): the fused fast path
+        self._plain_update = base.momentum_style == "paper" and all(
+            c.weight_decay == 0 for c in configs)
         self._factors = fast_step(
             lambda net, x, t, masks, state: rule.factors(net, x, t, masks, settings, state),
             base.precision, base.compile, self.device)
@@ -236,7 +241,7 @@ class Trainer:
                               "member's run folder")
         net = Net.from_state_dict(state["net"]).to(self.device)
         self.net.weights, self.net.biases, self.net.F = net.weights, net.biases, net.F
-        self.net.feedback = net.feedback
+        self.net.feedback, self.net.F_factors = net.feedback, net.F_factors
         self.velocity = [v.to(self.device) for v in state["velocity"]]
         self.epoch, self.step = state["epoch"], state["step"]
         run = self.members[0]
@@ -256,7 +261,8 @@ class Trainer:
         pop = self.net
         return Net([W[k] for W in pop.weights],
                    None if pop.biases is None else [b[k, 0] for b in pop.biases],
-                   pop.F[k], [B[k] for B in pop.feedback])
+                   pop.F[k], [B[k] for B in pop.feedback],
+                   F_factors=[B[k] for B in pop.F_factors])
 
     def member_tensor(self, t: Tensor, k: int, bias: bool = False) -> Tensor:
         """Run k's slice of a stacked tensor (a population's biases are (K, 1, out))."""
@@ -296,23 +302,25 @@ class Trainer:
         return self._factors(self.net, x, target, masks, self.state)
 
     def train_step(self, x: Tensor, target: Tensor, lr) -> Factors:
-        """One step on a batch: this step's dropout masks, the rule's factors, the momentum
-        update. x flat (B, d), or (K, B, d) with per-member data order; one-hot target (B, C)
-        or (K, B, C); `lr` a number, or (K, 1, 1) per member. Returns the factors."""
+        """One step on a batch: this step's dropout masks, then the rule's step (by default
+        its factors and the momentum update, `Rule.train_step`). x flat (B, d), or (K, B, d)
+        with per-member data order; one-hot target (B, C) or (K, B, C); `lr` a number, or
+        (K, 1, 1) per member. Returns the factors."""
         if self.K is not None and not torch.is_tensor(lr):
             lr = torch.full((self.K, 1, 1), float(lr), device=self.device)
-        f = self.factors(x, target, self.dropout_masks(target.shape[-2]))
-        self.apply(f, lr)
-        if self.rule.learn_feedback is not None:
-            self.rule.learn_feedback(self.net, f, self.settings, lr)
-        return f
+        return self.rule.train_step(self, x, target, self.dropout_masks(target.shape[-2]), lr)
 
     def apply(self, f: Factors, lr) -> None:
         """`v = momentum v + lr dW; W -= v` for every layer (and bias), `dW = delta^T a / B`
         fused into one addmm (a conv layer: its convolutional form, one convolution over the
         batch; a population: one baddbmm, lr / B folded into the deltas). A diverged member
-        is frozen where it diverged: zero momentum, zero (not NaN) updates."""
-        B, m = f.probs.shape[-2], self.base.momentum
+        is frozen where it diverged: zero momentum, zero (not NaN) updates.
+
+        With `weight_decay` λ, dW + λ W in place of dW; with `momentum_style` "torch",
+        `v = momentum v + dW; W -= lr v` (torch.optim.SGD)."""
+        if not self._plain_update:
+            return self._apply_general(f, lr)
+        B, m = f.batch, self.base.momentum
         scale = lr / B  # a float, or (K, 1, 1)
         frozen = None if self._all_alive else torch.tensor(
             [not r.alive for r in self.members], device=self.device).view(self.K, 1, 1)
@@ -344,6 +352,30 @@ class Trainer:
                 v.mul_(m).add_(scaled(f.deltas[l]).sum(-2, keepdim=True))
             b.sub_(v)
 
+    def _apply_general(self, f: Factors, lr) -> None:
+        """`apply` with weight decay or torch's momentum convention: `v = m v + g (dW + λ W);
+        W -= o v`, (g, o) = (lr, 1) as the paper, (1, lr) as torch."""
+        B, m, wd = f.batch, self.base.momentum, self.settings.weight_decay
+        gain, out = (lr, 1.0) if self.base.momentum_style == "paper" else (1.0, lr)
+        frozen = None if self._all_alive else torch.tensor(
+            [not r.alive for r in self.members], device=self.device).view(self.K, 1, 1)
+        n_w = len(self.net.weights)
+        for l, p in enumerate(self.net.params()):
+            v = self.velocity[l]
+            if l < n_w:
+                dW = weight_update(f.deltas[l], f.inputs[l])
+            elif self.K is None:
+                dW = bias_update(f.deltas[l - n_w])
+            else:
+                dW = f.deltas[l - n_w].sum(-2, keepdim=True)
+            g = (dW / B + wd * p) * gain
+            if frozen is not None:
+                g = torch.where(frozen.view(-1, *[1] * (g.dim() - 1)), 0.0, g)
+            v.mul_(m).add_(g)
+            p.sub_(v * out)
+        if self.state is not None:
+            self.state.refresh(self.net, self.velocity)
+
     def batch(self, perms: list[Tensor], i: int) -> tuple[Tensor, Tensor]:
         """x (B, d) shared by all runs, or (K, B, d) with per-member data order; labels."""
         B = self.base.batch_size
@@ -367,6 +399,7 @@ class Trainer:
         self._refresh_state()
         loss_sum = torch.zeros(lead, device=self.device)
         correct = torch.zeros(lead, device=self.device, dtype=torch.long)
+        has_acc = True  # False for a rule without a softmax output
         mean_losses = torch.empty(self.steps_per_epoch, *lead, device=self.device)
         checked, every = 0, CHECK_EVERY.get(self.device.type, 1)
         start = time.perf_counter()
@@ -376,9 +409,13 @@ class Trainer:
             x, y = self.batch(perms, i)  # (B, d) or (K, B, d); (B,) or (K, B)
             f = self.train_step(x, self.eye[y], lr)
             yk = y if self.K is None or y.dim() == 2 else y.expand(self.K, -1)
-            batch_loss = -f.probs.gather(-1, yk[..., None]).clamp_min(1e-30).log().sum((-2, -1))
+            if f.probs is not None:
+                batch_loss = -f.probs.gather(-1, yk[..., None]).clamp_min(1e-30).log().sum(
+                    (-2, -1))
+                correct += (f.probs.argmax(-1) == yk).sum(-1)
+            else:  # the rule's own loss (no softmax output: no training accuracy)
+                batch_loss, has_acc = f.loss.sum(-1).float(), False
             loss_sum += batch_loss
-            correct += (f.probs.argmax(-1) == yk).sum(-1)
             mean_losses[s] = batch_loss / yk.shape[-1]
             self.step += 1
             if s + 1 - checked >= every or i + B >= N:  # a sync
@@ -397,9 +434,10 @@ class Trainer:
         elapsed = time.perf_counter() - start
         for k, run in enumerate(self.members):
             if run.alive:
+                acc = correct.view(-1)[k].item() / N if has_acc else math.nan
                 run.history.append(self.epoch, epoch_lr=lrs[k],
                                    train_loss=loss_sum.view(-1)[k].item() / N,
-                                   train_acc=correct.view(-1)[k].item() / N,
+                                   train_acc=acc,
                                    test_loss=test_loss[k], test_acc=test_acc[k],
                                    epoch_time=elapsed / len(self.members))
         return "ok"
@@ -449,12 +487,11 @@ class Trainer:
         return (loss / n).tolist(), (correct.double() / n).tolist()
 
     def logits(self, x: Tensor) -> Tensor:
-        """Output pre-activations without dropout, (B, C) or (K, B, C); x flat (B, d)."""
-        net = self.net
+        """The rule's per-class scores without dropout (`Rule.scores`: by default the output
+        pre-activations), (B, C) or (K, B, C); x flat (B, d)."""
         with precision(self.base.precision, self.device):
-            hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases,
-                                 pool=net.pool, softmax=False)
-        return hs[-1].float()
+            scores = self.rule.scores(self.net, x, self.settings)
+        return scores.float()
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> str | list[str]:
         """Train until `epochs` epochs are complete (or every run has diverged); returns the

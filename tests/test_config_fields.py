@@ -18,7 +18,10 @@ from pepita_lab.config import (CONV_FIELDS, IDENTITY_FIELDS, MEMBER_FIELDS, Conf
 # from its default below, so a new field needs no entry unless it is a name).
 OTHER_NAME = {"rule": "bp", "dataset": "synthetic", "model": "conv", "conv_update": "icml-code",
               "f_distribution": "gaussian", "output_error": "clean", "device": "cpu",
-              "precision": "bf16", "compile": "default", "data_dir": "/tmp/elsewhere"}
+              "precision": "bf16", "compile": "default", "data_dir": "/tmp/elsewhere",
+              "momentum_style": "torch", "init": "he-normal", "pepita_variant": "forward"}
+# Fields that take another value only with other settings beside them.
+NEEDS = {"ff_threshold": ["--rule", "ff"], "weight_mirroring": ["--f-distribution", "factorised"]}
 
 
 def other_value(f):
@@ -31,7 +34,7 @@ def other_value(f):
     elif kind in ("int", "int?"):
         value = (default or 0) + 1 if f.name != "seed" else 7
     elif kind == "float":
-        value = -1.0 if f.name == "sign" else default / 2
+        value = -1.0 if f.name == "sign" else default / 2 if default else 0.5
     else:
         value = OTHER_NAME[f.name]
     words = [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
@@ -43,6 +46,7 @@ def test_every_field_is_reachable_from_the_command_line(f):
     value, words = other_value(f)
     if f.name in CONV_FIELDS:  # conv settings are refused on a fully connected net
         words += ["--model", "conv"]
+    words += NEEDS.get(f.name, [])
     args = build_parser().parse_args(["train", *words])
     (config,) = configs_from_args(args)
     assert getattr(config, f.name) == value

@@ -3,7 +3,10 @@
 A rule is one object: its name, its factor function (for one net, or a population of K nets
 whose weights carry a leading K), the fixed feedback it needs and how that is drawn, its cost
 (multiply-adds and activation memory of a step), whether it takes conv layers and populations,
-optional state carried from step to step, and an optional hook for rules whose feedback learns.
+optional state carried from step to step, the options it reads, and two hooks with defaults: its
+training step (factors, then the loop's momentum update; a rule whose feedback learns, or that
+updates twice a step, overrides it) and its prediction (the output layer's logits; a rule
+without a softmax output, as Forward-Forward, overrides it).
 Adding a rule is one file with a `Rule` subclass plus one `register(MyRule())` line (README,
 "Add a learning rule"); config validation, nets, the training loop, traces, the cost model, the
 bench, `reproduce` and the explorer find it by name.
@@ -17,6 +20,7 @@ from typing import Callable, ClassVar, Protocol
 
 from torch import Tensor
 
+from ..nets import forward_pass
 from .common import Factors
 
 FEEDBACK_KINDS = ("chain", "direct")
@@ -68,8 +72,9 @@ class Rule:
     # the readable per-sample form from the equations (float64 loops), for oracle tests:
     # (weights, x, target, ...) -> list of dW; None if the rule has none
     reference: ClassVar[Callable | None] = None
-    # rules whose feedback learns: called after every step with (net, factors, settings, lr)
-    learn_feedback: ClassVar[Callable | None] = None
+    # the config fields marked `rule_option` that this rule reads (any other stays at its
+    # default: `config.validate` refuses a value the rule would ignore)
+    options: ClassVar[tuple[str, ...]] = ()
 
     def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None, settings,
                 state: StepState | None = None) -> Factors:
@@ -82,6 +87,24 @@ class Rule:
     def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
         """State carried across steps (None: the rule needs none)."""
         return None
+
+    def train_step(self, trainer, x: Tensor, target: Tensor, masks: list[Tensor] | None,
+                   lr) -> Factors:
+        """One training step: the factors on the batch, folded into the weights by the loop's
+        momentum update (`trainer.apply`). Override for feedback that learns (after the
+        update), several updates a step, or inputs the rule makes itself (negative data);
+        `trainer.epoch` is the 0-based epoch being trained, `trainer.members[k].mask_gen` each
+        run's random stream on the device."""
+        f = trainer.factors(x, target, masks)
+        trainer.apply(f, lr)
+        return f
+
+    def scores(self, net, x: Tensor, settings) -> Tensor:
+        """Per-class scores of the trained net on flat inputs x (B, d) or a population's,
+        no dropout: what evaluation takes the argmax and the cross-entropy of. Default: the
+        output layer's logits."""
+        return forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool,
+                            softmax=False, normalize=getattr(settings, "normalize", False))[0][-1]
 
     # ---------------------------------------------------------------- feedback
 

@@ -32,7 +32,16 @@ class Factors:
 
     deltas: list[Tensor]  # deltas[l]: (B, out_l), or (B, c_l, H'_l, W'_l) for a conv layer
     inputs: list[Tensor]  # inputs[l]: (B, in_l), or (B, c_{l-1}, H_l, W_l) for a conv layer
-    probs: Tensor  # (B, C) softmax output of the standard (clean) pass
+    # (B, C) softmax output of the standard (clean) pass; None for a rule without a softmax
+    # output (Forward-Forward), which gives `loss` and `batch` instead
+    probs: Tensor | None
+    loss: Tensor | None = None  # (B,) or (K, B): each sample's loss (the rule's own)
+    n: int | None = None  # the batch size B, when `probs` is None (the deltas may hold 2B rows)
+
+    @property
+    def batch(self) -> int:
+        """B, the divisor of the batch-mean update."""
+        return self.probs.shape[-2] if self.probs is not None else self.n
 
 
 def check_mlp(weights: list[Tensor], x: Tensor, target: Tensor, pool: int = 1) -> None:
@@ -149,7 +158,7 @@ def bias_update(delta: Tensor) -> Tensor:
 def updates_from_factors(f: Factors) -> list[Tensor]:
     """`dW_l = delta_l^T a_l / B`, the batch mean of the per-sample outer products (conv
     layers: of their convolutional form)."""
-    B = f.probs.shape[-2]
+    B = f.batch
     return [weight_update(d, a) / B for d, a in zip(f.deltas, f.inputs)]
 
 

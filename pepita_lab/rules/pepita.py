@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..nets import forward_pass, is_conv, pre_activation
+from ..nets import (batch_normalized, f_std, forward_pass, is_conv, pre_activation,
+                    renormalize_factors)
 from .base import Cost, Rule
 from .common import Factors, check_mlp, updates_from_factors
 from .reference import pepita_reference
@@ -26,8 +27,17 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
                    sign: float = 1.0, output_error: str = "modulated",
                    masks: list[Tensor] | None = None, biases: list[Tensor] | None = None,
                    fused_first_layer: bool | str = False, pool: int = 1,
-                   conv_update: str = "rule", first_feedback: Tensor | None = None) -> Factors:
+                   conv_update: str = "rule", first_feedback: Tensor | None = None,
+                   normalize: bool = False, variant: str = "modulated") -> Factors:
     """Factors of the PEPITA update.
+
+    The ICLR 2024 options: `normalize` divides each hidden output by its norm over the batch
+    in both passes (`nets.batch_normalized`); `variant="forward"` takes the presynaptic
+    factors (each layer's input) from the clean pass instead of the modulated one;
+    `variant="time-local"` gives the sum of its two updates as one set of factors, 2B rows
+    (the clean pass's `h_l (h_{l-1})^T`, the last layer's `y (h_{L-1})^T`, then the modulated
+    pass's `-h_l^err (h_{l-1}^err)^T` and `-t (h_{L-1}^err)^T`), all on the same weights; the
+    training step applies the two halves one after the other (`time_local_step`).
 
     With `fused_first_layer`, the modulated pass's first pre-activation is computed as
     `W_1 x + sign * (F^T W_1^T)^T e` from the clean pass's `W_1 x`: equal in exact arithmetic.
@@ -42,6 +52,8 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     """
     if output_error not in ("modulated", "clean"):
         raise ValueError(f"output_error={output_error!r}: expected 'modulated' or 'clean'")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r}: expected one of {', '.join(VARIANTS)}")
     if conv_update not in CONV_UPDATES:
         raise ValueError(f"conv_update={conv_update!r}: expected "
                          f"{' or '.join(map(repr, CONV_UPDATES))}")
@@ -54,7 +66,8 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     b1 = None if biases is None else biases[0]
     # A conv first layer's pre-activation is not kept: forward_pass fuses its ReLU.
     a1 = None if conv_first else pre_activation(weights[0], x, b1)  # (B, n_1)
-    hs, _ = forward_pass(weights, x, masks, biases, first_pre=a1, pool=pool)
+    hs, ins = forward_pass(weights, x, masks, biases, first_pre=a1, pool=pool,
+                           normalize=normalize)
     e = hs[-1] - target  # (B, C)
     projected = e @ F.mT  # (B, d)
     x_err = x + sign * (projected.view(x.shape) if conv_first else projected)
@@ -66,9 +79,18 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
         a1_err = a1 + sign * (e @ (F.mT @ weights[0].mT))
     else:
         a1_err = pre_activation(weights[0], x_err, b1)
-    hs_err, ins_err = forward_pass(weights, x_err, masks, biases, first_pre=a1_err, pool=pool)
+    hs_err, ins_err = forward_pass(weights, x_err, masks, biases, first_pre=a1_err, pool=pool,
+                                   normalize=normalize)
     e_err = hs_err[-1] - target
     L = len(weights)
+    if variant == "time-local":
+        return Factors(deltas=[_rows(hs[l], -hs_err[l]) for l in range(1, L)]
+                       + [_rows(hs[-1], -target)],
+                       inputs=[_rows(a, b) for a, b in zip(ins, ins_err)], probs=hs[-1])
+    if variant == "forward":  # the clean pass's inputs are kept: no update in place
+        deltas = [hs[l] - hs_err[l] for l in range(1, L)]
+        deltas.append(e_err if output_error == "modulated" else e)
+        return Factors(deltas=deltas, inputs=ins, probs=hs[-1])
     # In place: the clean pass's hidden outputs are not needed again, and a conv map written
     # over is cheaper than one written afresh (profiled on the MNIST conv net: 0.09 against
     # 0.37 ms a step).
@@ -78,6 +100,81 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
                   for d_l in deltas]
     deltas.append(e_err if output_error == "modulated" else e)
     return Factors(deltas=deltas, inputs=ins_err, probs=hs[-1])
+
+
+VARIANTS = ("modulated", "forward", "time-local")
+
+
+def _rows(a: Tensor, b: Tensor) -> Tensor:
+    """`a` over `b` along the batch (a population's shared (B, n) broadcast to (K, B, n))."""
+    if a.dim() < b.dim():
+        a = a.expand_as(b)
+    elif b.dim() < a.dim():
+        b = b.expand_as(a)
+    return torch.cat([a, b], dim=-2)
+
+
+@torch.no_grad()
+def time_local_step(trainer, x: Tensor, target: Tensor, masks, lr, settings) -> Factors:
+    """The time-local PEPITA step (ICLR 2024): the clean pass, its anti-Hebbian update
+    `W_l -= lr h_l (h_{l-1})^T / B` (last layer `y (h_{L-1})^T`) applied at once; then the
+    modulated pass on `x + sign F e` with the updated weights (same dropout masks) and its
+    Hebbian update `W_l += lr h_l^err (h_{l-1}^err)^T / B` (last layer `t (h_{L-1}^err)^T`).
+    Each half goes through the loop's momentum update. Returns the clean pass's factors."""
+    net = trainer.net
+    hs, ins = forward_pass(net.weights, x, masks, net.biases, normalize=settings.normalize)
+    e = hs[-1] - target
+    clean = Factors(deltas=hs[1:], inputs=ins, probs=hs[-1])
+    trainer.apply(clean, lr)
+    x_err = x + settings.sign * (e @ net.F.mT)
+    hs_err, ins_err = forward_pass(net.weights, x_err, masks, net.biases,
+                                   normalize=settings.normalize)
+    trainer.apply(Factors(deltas=[-h for h in hs_err[1:-1]] + [-target], inputs=ins_err,
+                          probs=hs[-1]), lr)
+    return clean
+
+
+@torch.no_grad()
+def mirror_step(net, settings, batch: int, generators: list[torch.Generator]) -> None:
+    """One weight-mirroring step (ICLR 2024, after Akrout et al. 2019): for each layer l, a
+    noise batch `xi` (B, n_{l-1}) ~ N(0, mirror_noise^2) minus its mean, the layer's response
+    `y = phi_l(W_l xi + b_l)` (ReLU, normalised as the forward pass if `normalize`; softmax
+    for the output layer; no dropout), and `B_l += mirror_lr (xi^T y / B - mirror_decay B_l)`,
+    which drives B_l towards a multiple of W_l^T; then every B_l is rescaled so that
+    F = B_1 ... B_L keeps std `f_scale sqrt(2 / d)`, and `net.F` is that product. A population
+    (weights (K, out, in)) draws each member's noise from its own generator."""
+    L = len(net.weights)
+    for l, W in enumerate(net.weights):
+        n_in = W.shape[-1]
+        if W.dim() == 2:
+            xi = torch.randn(batch, n_in, generator=generators[0], device=W.device)
+        else:
+            xi = torch.stack([torch.randn(batch, n_in, generator=g, device=W.device)
+                              for g in generators])
+        xi = xi * settings.mirror_noise
+        xi = xi - xi.mean((-2, -1), keepdim=True)
+        a = pre_activation(W, xi, None if net.biases is None else net.biases[l])
+        if l == L - 1:
+            y = torch.softmax(a, dim=-1)
+        else:
+            y = a.relu_()
+            if settings.normalize:
+                y = batch_normalized(y)
+        update = xi.mT @ y / batch  # (..., n_in, n_out), shaped like B_l = W_l^T
+        net.F_factors[l].add_(update - settings.mirror_decay * net.F_factors[l],
+                              alpha=settings.mirror_lr)
+    d = net.weights[0].shape[-1]
+    target = f_std(d, settings.f_scale)
+    if torch.is_tensor(target):
+        target = target.reshape(-1)
+    net.F.copy_(renormalize_factors(net.F_factors, target))
+
+
+def mirrors_in(settings, epoch: int) -> bool:
+    """Whether 0-based epoch `epoch` mirrors: the pre-mirroring epochs, then every epoch e
+    with (e + 1) % mirror_period == 0 (the ICLR code's schedule)."""
+    return settings.weight_mirroring and (
+        epoch < settings.premirror_epochs or (epoch + 1) % settings.mirror_period == 0)
 
 
 class FirstLayerFeedback:
@@ -164,13 +261,38 @@ class Pepita(Rule):
     name, label = "pepita", "PEPITA"
     table1_models, baseline = ("fc", "conv"), False
     reference = staticmethod(pepita_reference)
+    options = ("normalize", "pepita_variant", "weight_mirroring", "mirror_lr", "mirror_decay",
+               "mirror_noise", "premirror_epochs", "mirror_period")
 
     def factors(self, net, x, target, masks, settings, state=None) -> Factors:
         return pepita_factors(net.weights, net.shape_input(x), target, net.F,
                               sign=settings.sign, output_error=settings.output_error,
                               masks=masks, biases=net.biases, fused_first_layer="auto",
                               pool=net.pool, conv_update=settings.conv_update,
-                              first_feedback=None if state is None else state.wf)
+                              first_feedback=None if state is None else state.wf,
+                              normalize=settings.normalize, variant=settings.pepita_variant)
+
+    def train_step(self, trainer, x, target, masks, lr) -> Factors:
+        """The paper's step; with the ICLR 2024 options, the time-local variant's two updates
+        (`time_local_step`), and weight mirroring: during the pre-mirroring epochs the forward
+        weights wait (only the clean pass runs, for the training loss), and in mirroring
+        epochs every step ends with `mirror_step`."""
+        settings, epoch = trainer.settings, trainer.epoch
+        if settings.weight_mirroring and epoch < settings.premirror_epochs:
+            net = trainer.net
+            hs, _ = forward_pass(net.weights, x, masks, net.biases,
+                                 normalize=settings.normalize)
+            f = Factors(deltas=[], inputs=[], probs=hs[-1])
+        elif settings.pepita_variant == "time-local":
+            f = time_local_step(trainer, x, target, masks, lr, settings)
+        else:
+            f = super().train_step(trainer, x, target, masks, lr)
+        if mirrors_in(settings, epoch):
+            mirror_step(trainer.net, settings, target.shape[-2],
+                        [run.mask_gen for run in trainer.members])
+            if trainer.state is not None:  # F changed: W_1 F again
+                trainer.state.refresh(trainer.net, trainer.velocity)
+        return f
 
     def make_state(self, net, velocity, n_classes) -> FirstLayerFeedback | None:
         if not FirstLayerFeedback.applies(net.weights, n_classes):
