@@ -343,6 +343,19 @@ def cmd_reproduce(args) -> int:
             print(path)
         return 0
 
+    if args.what == "deeper":
+        from .reproduce import deeper_plan, write_deeper_results
+
+        plan = deeper_plan(args.dataset, depths=args.depths, width=args.width,
+                           seeds=args.seeds, baseline_seeds=args.baseline_seeds,
+                           variants=args.variants, epochs=args.epochs,
+                           out=args.out or f"results/deeper/{args.dataset}",
+                           subset=args.subset, data_dir=args.data_dir, device=args.device)
+        paths = run_plan(plan, progress=not args.quiet)
+        written = write_deeper_results(plan, paths, figures=not args.no_figures)
+        print((plan.out / "table.md").read_text().rstrip())
+        print(f"wrote {len(written)} files in {plan.out}")
+        return 0
     out = args.out or f"results/table1/{args.dataset}-{args.model}"
     plan = table1_plan(args.dataset, seeds=args.seeds, baseline_seeds=args.baseline_seeds,
                        model=args.model, out=out, epochs=args.epochs, subset=args.subset,
@@ -482,6 +495,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir")
     r.add_argument("--device")
     r.add_argument("--out", help="results folder (default results/table1/DATASET-MODEL)")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("deeper", help="1-3 hidden layers of 1024: PEPITA plain, with weight "
+                                       "decay + normalisation, with weight mirroring; BP, FA, "
+                                       "FF (ICLR 2024 follow-up)")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100", "synthetic"])
+    r.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3],
+                   help="numbers of hidden layers (default 1 2 3)")
+    r.add_argument("--width", type=int, default=1024, help="units per hidden layer")
+    r.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help="a subset of: pepita, pepita+wd+norm, pepita+mirror, bp, fa, ff")
+    r.add_argument("--seeds", type=int, default=3,
+                   help="seeds of the PEPITA variants and BP (default 3)")
+    r.add_argument("--baseline-seeds", type=int, default=1,
+                   help="seeds of FA and FF (default 1)")
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs (the lr "
+                                              "milestones move to 60 %% and 90 %% of them)")
+    r.add_argument("--subset", type=int, help="train on the first N samples only")
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--out", help="results folder (default results/deeper/DATASET)")
     r.add_argument("--no-figures", action="store_true")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)

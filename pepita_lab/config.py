@@ -120,13 +120,13 @@ class RunConfig:
     weight_mirroring: bool = setting(False, "PEPITA: learn F = B_1 ... B_L by weight "
                                      "mirroring (needs f_distribution factorised; ICLR 2024)",
                                      added=True, rule_option=True)
-    mirror_lr: float = setting(0.01, "weight mirroring: learning rate of the B_l",
-                               added=True, rule_option=True)
-    mirror_decay: float = setting(1e-4, "weight mirroring: weight decay of the B_l",
-                                  added=True, rule_option=True)
+    mirror_lr: float = setting(0.1, "weight mirroring: learning rate of the B_l (the ICLR "
+                               "code's train.py default)", added=True, rule_option=True)
+    mirror_decay: float = setting(0.5, "weight mirroring: weight decay of the B_l (the ICLR "
+                                  "code's train.py default)", added=True, rule_option=True)
     mirror_noise: float = setting(0.1, "weight mirroring: std of the noise input",
                                   added=True, rule_option=True)
-    premirror_epochs: int = setting(2, "weight mirroring: first epochs that only mirror (the "
+    premirror_epochs: int = setting(1, "weight mirroring: first epochs that only mirror (the "
                                     "forward weights wait)", added=True, rule_option=True)
     mirror_period: int = setting(1, "weight mirroring: after the pre-mirroring epochs, mirror "
                                  "during epochs e with (e + 1) % mirror_period == 0",

@@ -37,6 +37,8 @@ LABELS = {
     "bp_angle": "angle(rule's dW_l, BP gradient) (degrees)",
     "weight_norm": "Frobenius norm of W_l", "update_norm": "Frobenius norm of dW_l",
     "feedback_angle": "angle(B_l, forward map) (degrees)",
+    "mirror_angle": "angle(B_l, W_l^T) (degrees)",
+    "implied_angle": "angle(PEPITA's implied feedback, BP's) (degrees)",
     "f_scale": "F scale", "lr": "learning rate", "batch_size": "batch size",
     "keep_prob": "dropout keep probability", "output_error": "output error",
     "label": "run",  # the explorer's run names
@@ -254,6 +256,54 @@ def bp_alignment(history: xr.Dataset, kind: str = "cosine", *, steps: bool = Fal
         chart = chart.facet(facet=alt.Facet("run:N", title=None), columns=2)
     return chart.properties(title=_title(
         f"Alignment with backprop ({kind}) per layer", f"one {x} in {k} shown" if k > 1 else ""))
+
+
+def _sentence(text: str) -> str:
+    """`text` with its first letter upper-cased (str.capitalize lowers the rest: W_l -> w_l)."""
+    return text[:1].upper() + text[1:]
+
+
+def depth_curves(history: xr.Dataset, metric: str = "test_acc", color: str = "variant", *,
+                 width: int = 260, height: int = 220):
+    """`metric` over epochs, one panel per depth (hidden layers), a line per run coloured by
+    `color` (a run setting; the deeper-net comparison's `variant`); accuracies zoomed to the
+    trained epochs."""
+    ds = _with_run_dim(history)
+    df = history_frame(ds, metric).dropna(subset=[metric])
+    shown, scale, axis = df, alt.Undefined, alt.Undefined
+    if metric.endswith("_acc"):
+        scale, axis, shown, _ = _accuracy_zoom(df, metric, "epoch")
+    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+        x=_x_axis("epoch", df), y=alt.Y(f"{metric}:Q", title=_label(ds, metric), axis=axis,
+                                         scale=scale),
+        color=_color(ds, color), detail="run:N",
+        tooltip=_tooltip(ds, "run", "epoch", metric)).properties(width=width, height=height)
+    return chart.facet(column=alt.Column("depth:O", title="hidden layers")).properties(
+        title=_title(_sentence(_label(ds, metric)) + " by depth"))
+
+
+def layer_angles(history: xr.Dataset, name: str, color: str = "variant", *, width: int = 200,
+                 height: int = 160):
+    """A per-layer angle (`mirror_angle`, `implied_angle`, `bp_angle`, `feedback_angle`) over
+    epochs: rows by depth, columns by layer, a line per run coloured by `color`; None if no
+    run has a value."""
+    ds = _with_run_dim(history)
+    if ds.sizes.get("run", 0) == 0 or name not in ds:
+        return None
+    df = history_frame(ds, name, dims=("epoch", "layer")).dropna(subset=[name])
+    if df.empty:
+        return None
+    color = color if color in ds.coords else _default_color(ds)
+    lines = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=_x_axis("epoch", df), y=alt.Y(f"{name}:Q", title=_label(ds, name),
+                                         scale=alt.Scale(domain=[0, 180])),
+        color=_color(ds, color), detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer",
+                                                                   name))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
+    chart = alt.layer(lines, rule, data=df).properties(width=width, height=height)
+    return chart.facet(row=alt.Row("depth:O", title="hidden layers"),
+                       column=alt.Column("layer:O", title="layer l")).properties(
+        title=_title(_sentence(_label(ds, name))))
 
 
 def f_alignment(history: xr.Dataset, color: str | None = None, *, steps: bool = False,

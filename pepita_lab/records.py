@@ -42,6 +42,11 @@ VARIABLE_ATTRS = {
     "bp_angle": ("degree", "angle between the rule's dW_l and the BP gradient on the probe batch"),
     "feedback_angle": ("degree", "angle between feedback matrix B_l and the forward map it "
                        "stands in for (FA: W_{l+1}; DFA/DRTP: W_L...W_{l+1}); NaN if none"),
+    "mirror_angle": ("degree", "angle between the factor B_l of a factorised F = B_1...B_L "
+                     "and W_l^T (weight mirroring drives it down); NaN without factors"),
+    "implied_angle": ("degree", "PEPITA as adaptive feedback alignment: angle between its "
+                      "implied feedback -sign W_l...W_1 F and BP's (W_L...W_{l+1})^T; NaN "
+                      "for the output layer, conv nets and rules without F"),
     "f_angle": ("degree", "angle between vec((W_L...W_1)^T) and vec(F); NaN for conv nets "
                 "(no end-to-end matrix)"),
     "probe_loss": ("nats", "mean cross-entropy on the probe batch (no dropout)"),
@@ -53,7 +58,8 @@ VARIABLE_ATTRS = {
     "x": ("1", "clean input x, image-shaped"),
     "error": ("1", "first-pass output error e = softmax - one-hot target"),
 }
-LAYER_TRACES = ("weight_norm", "update_norm", "bp_cosine", "bp_angle", "feedback_angle")
+LAYER_TRACES = ("weight_norm", "update_norm", "bp_cosine", "bp_angle", "feedback_angle",
+                "mirror_angle", "implied_angle")
 SCALAR_TRACES = ("f_angle", "probe_loss", "probe_acc")
 
 

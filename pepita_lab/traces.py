@@ -3,7 +3,9 @@
 `Tracer` is a training callback. At the start, after every epoch and optionally every N steps
 it records per-layer weight and update norms, the alignment of the rule's update with the BP
 gradient on a fixed probe batch, and the angle between the network's end-to-end map and F
-(`f_angle`) or, for FA / DFA / DRTP, between forward and feedback matrices. At chosen epochs
+(`f_angle`) or, for FA / DFA / DRTP, between forward and feedback matrices; with a factorised
+F the angle of each factor B_l with W_l^T (weight mirroring), and for PEPITA the angle of its
+implied feedback with BP's. At chosen epochs
 it keeps PEPITA's activation differences `h_l - h_l^err` and modulated inputs `x + sign F e`
 on a fixed probe set of test samples. `records.py` turns the lists into xarray datasets.
 """
@@ -83,13 +85,40 @@ def feedback_angles(net: Net, rule: Rule) -> list[float]:
 
 
 @torch.no_grad()
+def mirror_angles(net: Net) -> list[float]:
+    """Per layer: the angle between the factor B_l of a factorised F (`Net.F_factors`) and
+    W_l^T, which weight mirroring drives towards 0; NaN without factors."""
+    if not net.F_factors:
+        return [math.nan] * len(net.weights)
+    return [angle_deg(B, W.T) for B, W in zip(net.F_factors, net.weights)]
+
+
+@torch.no_grad()
+def implied_feedback_angles(net: Net, rule: Rule, sign: float) -> list[float]:
+    """PEPITA seen as adaptive feedback alignment (ICLR 2024): to first order, hidden layer l
+    receives `-sign (W_l ... W_1 F) e` where BP sends `(W_L ... W_{l+1})^T e` (both before the
+    ReLU derivatives), so its implied feedback matrix is `-sign W_l ... W_1 F` (n_l, C). Per
+    hidden layer, the angle between the two; NaN for the output layer, conv nets and rules
+    that do not read F."""
+    L = len(net.weights)
+    out = [math.nan] * L
+    if not rule.reads_F or any(W.dim() != 2 for W in net.weights):
+        return out
+    implied = net.F
+    for l in range(L - 1):
+        implied = net.weights[l] @ implied  # W_l ... W_1 F, (n_l, C)
+        out[l] = angle_deg(-sign * implied, end_to_end(net.weights, l + 1).T)
+    return out
+
+
+@torch.no_grad()
 def layer_traces(net: Net, rule: Rule, settings, x: Tensor, target: Tensor) -> dict:
     """Norms, BP alignment and feedback angles on one probe batch (no dropout); `settings`:
     the run's config."""
     dW = updates_from_factors(rule.factors(net, x, target, None, settings))
     f = bp_factors(net.weights, net.shape_input(x), target, None, net.biases, net.pool)
     grads = updates_from_factors(f)
-    probs = f.probs
+    probs = torch.softmax(rule.scores(net, x, settings), -1)
     loss = -probs.gather(1, target.argmax(1, keepdim=True)).clamp_min(1e-30).log().mean()
     return {
         "weight_norm": [float(W.norm()) for W in net.weights],
@@ -97,6 +126,8 @@ def layer_traces(net: Net, rule: Rule, settings, x: Tensor, target: Tensor) -> d
         "bp_cosine": [cosine(d, g) for d, g in zip(dW, grads)],
         "bp_angle": [angle_deg(d, g) for d, g in zip(dW, grads)],
         "feedback_angle": feedback_angles(net, rule),
+        "mirror_angle": mirror_angles(net),
+        "implied_angle": implied_feedback_angles(net, rule, float(settings.sign)),
         "f_angle": f_angle(net),
         "probe_loss": float(loss),
         "probe_acc": float((probs.argmax(1) == target.argmax(1)).float().mean()),
@@ -104,13 +135,15 @@ def layer_traces(net: Net, rule: Rule, settings, x: Tensor, target: Tensor) -> d
 
 
 @torch.no_grad()
-def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float) -> dict:
+def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float,
+                        normalize: bool = False) -> dict:
     """PEPITA's two passes on probe samples (no dropout): `h_l`, `h_l - h_l^err` per hidden
     layer (a conv layer's map flattened channel-first, before pooling), the modulated input
     (flat) and the first-pass error, as CPU tensors."""
-    hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool)
+    hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool,
+                         normalize=normalize)
     f = pepita_factors(net.weights, net.shape_input(x), target, net.F, sign=sign, masks=None,
-                       biases=net.biases, pool=net.pool)
+                       biases=net.biases, pool=net.pool, normalize=normalize)
     L = len(net.weights)
     diffs = f.deltas[:L - 1]  # h_l - h_l^err, l = 1 .. L-1
     return {"h": [h.flatten(1).cpu() for h in hs[1:L]],
@@ -158,7 +191,8 @@ class Tracer:
         self.epoch_traces.append(self._traces(trainer))
         if trainer.epoch in self.snapshot_epochs:
             self.snapshots[trainer.epoch] = activation_snapshot(
-                trainer.net, self.sample_x, trainer.eye[self.sample_y], trainer.config.sign)
+                trainer.net, self.sample_x, trainer.eye[self.sample_y], trainer.config.sign,
+                trainer.config.normalize)
 
     def state_dict(self) -> dict:
         """What was traced so far (plain values and CPU tensors), for checkpoints."""

@@ -30,23 +30,25 @@ from .devices import fast_step, keep_freed_memory, precision, resolve_device, sy
 from .kernels import maps_layout
 from .nets import Net, init_net
 from .rules import Factors, get_rule
+from .rules.base import DIVERGENCE_LOSS
 from .rules.common import bias_update, weight_update
 
 HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
-# A mean batch loss above this (nats; chance on 10 classes is 2.3) or a non-finite one means the
-# run has diverged: its weights are NaN / inf or so large that softmax saturates on wrong answers.
-DIVERGENCE_LOSS = 20.0
+# A mean batch loss above DIVERGENCE_LOSS (nats; chance on 10 classes is 2.3) or a non-finite
+# one means the run has diverged: its weights are NaN / inf or so large that softmax saturates
+# on wrong answers (a rule with a loss of its own sets its limit: `Rule.loss_limit`).
 # Steps between two divergence checks, each a host-device sync: every step on the CPU (where a
 # sync costs nothing), every 32 steps on a GPU (which then runs ahead of Python); a divergence
 # is still reported at the step where it happened.
 CHECK_EVERY = {"cpu": 1, "cuda": 32}
 
 
-def divergence_reason(mean_loss: float) -> str | None:
-    """Why a step's mean batch loss means divergence, or None if it does not."""
-    if math.isfinite(mean_loss) and mean_loss <= DIVERGENCE_LOSS:
+def divergence_reason(mean_loss: float, limit: float = DIVERGENCE_LOSS) -> str | None:
+    """Why a step's mean batch loss means divergence (non-finite, or above `limit`: the
+    rule's `Rule.loss_limit`), or None if it does not."""
+    if math.isfinite(mean_loss) and mean_loss <= limit:
         return None
-    return f"mean batch loss {mean_loss:.4g} nats (limit {DIVERGENCE_LOSS:g})"
+    return f"mean batch loss {mean_loss:.4g} nats (limit {limit:g})"
 
 
 class Callback(Protocol):
@@ -450,7 +452,7 @@ class Trainer:
         for step, values in enumerate(mean_losses.view(mean_losses.shape[0], -1).tolist(),
                                       start=first_step):
             for run, v in zip(self.members, values):
-                reason = divergence_reason(v) if run.alive else None
+                reason = divergence_reason(v, self.rule.loss_limit) if run.alive else None
                 if reason is None:
                     continue
                 found, self._all_alive = True, False

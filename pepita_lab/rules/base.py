@@ -24,6 +24,7 @@ from ..nets import forward_pass
 from .common import Factors
 
 FEEDBACK_KINDS = ("chain", "direct")
+DIVERGENCE_LOSS = 20.0  # nats of mean batch cross-entropy: the default `Rule.loss_limit`
 
 
 @dataclass
@@ -75,6 +76,11 @@ class Rule:
     # the config fields marked `rule_option` that this rule reads (any other stays at its
     # default: `config.validate` refuses a value the rule would ignore)
     options: ClassVar[tuple[str, ...]] = ()
+    # a mean batch loss above this (or not finite) stops the run as diverged (the loop's
+    # DIVERGENCE_LOSS for the cross-entropy of a softmax output; a rule with its own loss
+    # sets its own)
+    loss_limit: ClassVar[float] = DIVERGENCE_LOSS
+    reads_F: ClassVar[bool] = False  # its updates use the net's F (traces of F's alignment)
 
     def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None, settings,
                 state: StepState | None = None) -> Factors:

@@ -18,6 +18,8 @@ does); evaluation's loss is the cross-entropy of the softmax over those scores.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as nnf
@@ -68,10 +70,11 @@ def ff_factors(weights: list[Tensor], x: Tensor, target: Tensor, wrong: Tensor, 
         raise ValueError(f"Forward-Forward writes the label into the first {C} input "
                          f"features: inputs of {x.shape[-1]} features are too few")
     data = torch.cat([embed_label(x, target.argmax(-1), C), embed_label(x, wrong, C)])
-    y = torch.cat([torch.ones(B, device=x.device), torch.zeros(B, device=x.device)])
+    kw = {"device": x.device, "dtype": x.dtype}
+    y = torch.cat([torch.ones(B, **kw), torch.zeros(B, **kw)])
     h = rms_normalized(data)
     deltas, inputs = [], []
-    loss = torch.zeros(B, device=x.device)
+    loss = torch.zeros(B, **kw)
     for l, W in enumerate(weights[:-1]):
         z = pre_activation(W, h, None if biases is None else biases[l]).relu_()
         if masks is not None:
@@ -82,7 +85,7 @@ def ff_factors(weights: list[Tensor], x: Tensor, target: Tensor, wrong: Tensor, 
         per_sample = nnf.binary_cross_entropy_with_logits(logits, y, reduction="none")
         loss += (per_sample[:B] + per_sample[B:]) / 2
         h = rms_normalized(z)
-    deltas.append(torch.zeros(2 * B, weights[-1].shape[0], device=x.device))
+    deltas.append(torch.zeros(2 * B, weights[-1].shape[0], **kw))
     inputs.append(h)
     return Factors(deltas=deltas, inputs=inputs, probs=None, loss=loss, n=B)
 
@@ -100,7 +103,7 @@ def ff_scores(weights: list[Tensor], x: Tensor, n_classes: int,
     rms = ((x0.pow(2).sum(-1, keepdim=True) + 1.0) / x.shape[-1]).sqrt() + EPS  # (B, 1)
     W1 = weights[0]
     shared = (x0 @ W1.T) / rms  # (B, n_1)
-    scores = torch.zeros(x.shape[0], C, device=x.device)
+    scores = torch.zeros(x.shape[0], C, device=x.device, dtype=x.dtype)
     keep = goodness_layers(L)
     for c in range(C):
         a = shared + W1[:, c] / rms
@@ -125,7 +128,14 @@ class ForwardForward(Rule):
     conv = False
     populations = False
     table1_models = ()
+    # as the reference implementation (loeweX/Forward-Forward): biases, SGD lr 1e-3 with
+    # momentum 0.9 and weight decay 3e-4, batches of 100, no dropout
+    paper_overrides = {"bias": True, "lr": 0.001, "weight_decay": 3e-4, "batch_size": 100,
+                       "keep_prob": 1.0}
     options = ("ff_threshold",)
+    # the logistic loss of an untrained layer's goodness can be hundreds of nats and still
+    # train (its gradient saturates): only a non-finite loss means divergence
+    loss_limit = math.inf
 
     def factors(self, net, x, target, masks, settings, state=None) -> Factors:
         """The factors with wrong labels from a fixed generator (seed 0): a repeatable probe

@@ -261,6 +261,7 @@ class Pepita(Rule):
     name, label = "pepita", "PEPITA"
     table1_models, baseline = ("fc", "conv"), False
     reference = staticmethod(pepita_reference)
+    reads_F = True
     options = ("normalize", "pepita_variant", "weight_mirroring", "mirror_lr", "mirror_decay",
                "mirror_noise", "premirror_epochs", "mirror_period")
 

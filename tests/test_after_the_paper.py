@@ -1,0 +1,236 @@
+"""The ICLR 2024 PEPITA options (Srinivasan et al.): oracle tests against the per-sample
+float64 loops of `rules.reference` (normalisation, the forward and time-local variants, weight
+decay and torch's momentum, weight mirroring), the factorised F and He-normal init, the
+options' defaults leaving a run's identity as it was, their refusals, and population members
+equal to single runs for every option populations take."""
+
+import math
+
+import pytest
+import torch
+
+import pepita_lab as pl
+from pepita_lab.config import ConfigError, RunConfig
+from pepita_lab.nets import chain_product, he_normal, init_F_factors, init_net
+from pepita_lab.rules import pepita_factors, updates_from_factors
+from pepita_lab.rules.pepita import mirror_step, mirrors_in
+from pepita_lab.rules.reference import (mirror_reference, pepita_reference, sgd_reference,
+                                        time_local_reference)
+from pepita_lab.training import Trainer
+
+D = torch.float64
+
+
+def problem(sizes=(12, 9, 7, 4), B=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(b, a, generator=g, dtype=D) * math.sqrt(2 / a)
+               for a, b in zip(sizes, sizes[1:])]
+    x = torch.rand(B, sizes[0], generator=g, dtype=D)
+    target = torch.nn.functional.one_hot(torch.randint(0, sizes[-1], (B,), generator=g),
+                                         sizes[-1]).to(D)
+    F = torch.randn(sizes[0], sizes[-1], generator=g, dtype=D) * 0.3
+    masks = [(torch.rand(B, n, generator=g, dtype=D) < 0.8).to(D) / 0.8 for n in sizes[1:-1]]
+    return weights, x, target, F, masks
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("variant", ["modulated", "forward", "time-local"])
+@pytest.mark.parametrize("sign,output_error,dropout", [(1.0, "modulated", False),
+                                                       (-1.0, "clean", True)])
+def test_pepita_options_equal_the_per_sample_loops(normalize, variant, sign, output_error,
+                                                   dropout):
+    weights, x, target, F, masks = problem()
+    masks = masks if dropout else None
+    f = pepita_factors(weights, x, target, F, sign=sign, output_error=output_error,
+                       masks=masks, normalize=normalize, variant=variant)
+    got = updates_from_factors(f)
+    want = pepita_reference(weights, x, target, F, sign=sign, output_error=output_error,
+                            masks=masks, normalize=normalize, variant=variant)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_normalisation_changes_the_update_and_the_default_is_the_paper():
+    weights, x, target, F, _ = problem()
+    plain = updates_from_factors(pepita_factors(weights, x, target, F))
+    normed = updates_from_factors(pepita_factors(weights, x, target, F, normalize=True))
+    assert not torch.allclose(plain[0], normed[0])
+    paper = pepita_reference(weights, x, target, F)
+    for g, w in zip(plain, paper):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def trainer(**kw):
+    config = dict(dataset="synthetic", hidden=(16, 12), epochs=2, keep_prob=1.0, seed=1)
+    config.update(kw)
+    return Trainer(RunConfig(**config), progress=False)
+
+
+@pytest.mark.parametrize("style", ["paper", "torch"])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_weight_decay_and_momentum_conventions_equal_the_reference(style, wd):
+    t = trainer(momentum_style=style, weight_decay=wd, bias=True)
+    x, y = t.data.x_train[:32], t.data.y_train[:32]
+    velocity = [v.double() for v in t.velocity]
+    params = [p.double() for p in t.net.params()]
+    for lr in (0.1, 0.03):  # an lr change: where the two conventions part
+        f = t.factors(x, t.eye[y], None)
+        n_w = len(t.net.weights)
+        dW = [d.double() for d in updates_from_factors(f)]
+        db = [d.double().sum(0) / f.batch for d in f.deltas]
+        t.apply(f, lr)
+        grads = dW + db[:len(params) - n_w]
+        stepped = [sgd_reference(p, v, g, lr=lr, momentum=0.9, weight_decay=wd, style=style)
+                   for p, v, g in zip(params, velocity, grads)]
+        params, velocity = [s[0] for s in stepped], [s[1] for s in stepped]
+        for got, want in zip(t.net.params(), params):
+            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_conventions_agree_at_a_constant_lr_and_part_at_an_lr_change():
+    runs = {s: pl.train(RunConfig(dataset="synthetic", hidden=(16,), epochs=3, lr=0.05,
+                                  lr_milestones=(2,), momentum_style=s), progress=False)
+            for s in ("paper", "torch")}
+    acc = {s: r.history.test_loss.values[0] for s, r in runs.items()}
+    assert acc["paper"][:3] == pytest.approx(acc["torch"][:3], rel=1e-4)
+    assert acc["paper"][3] != pytest.approx(acc["torch"][3], rel=1e-6)
+
+
+def test_time_local_step_equals_two_momentum_steps():
+    t = trainer(pepita_variant="time-local")
+    net = t.net
+    x, y = t.data.x_train[:20], t.data.y_train[:20]
+    weights = [W.double().clone() for W in net.weights]
+    velocity = [v.double().clone() for v in t.velocity]
+    t.train_step(x, t.eye[y], 0.05)
+    want, want_v = time_local_reference(weights, x.double(), t.eye[y].double(),
+                                        net.F.double(), lr=0.05, momentum=0.9,
+                                        velocity=velocity, sign=1.0)
+    for got, w in zip(net.weights, want):
+        torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
+    for got, w in zip(t.velocity, want_v):
+        torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_mirror_step_equals_the_reference():
+    config = RunConfig(dataset="synthetic", hidden=(16, 12), f_distribution="factorised",
+                       weight_mirroring=True, mirror_lr=0.5, mirror_decay=0.01)
+    net = init_net(config, 32, 10)
+    weights = [W.double() for W in net.weights]
+    factors = [B.double() for B in net.F_factors]
+    g = torch.Generator().manual_seed(5)
+    noises = [torch.randn(8, W.shape[1], generator=g) * config.mirror_noise
+              for W in net.weights]
+    mirror_step(net, config, 8, [torch.Generator().manual_seed(5)])
+    want, F = mirror_reference(weights, factors, [n.double() for n in noises], lr=0.5,
+                               decay=0.01, target_std=0.05 * math.sqrt(2 / 32))
+    for got, w in zip(net.F_factors, want):
+        torch.testing.assert_close(got.double(), w, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(net.F.double(), F, rtol=1e-4, atol=1e-7)
+    assert float(net.F.std()) == pytest.approx(0.05 * math.sqrt(2 / 32), rel=1e-5)
+
+
+def test_mirroring_turns_each_factor_towards_its_layer():
+    config = RunConfig(dataset="synthetic", hidden=(24,), f_distribution="factorised",
+                       weight_mirroring=True, mirror_lr=0.5, mirror_decay=0.01)
+    net = init_net(config, 32, 10)
+    from pepita_lab.traces import mirror_angles
+
+    before = mirror_angles(net)
+    gens = [torch.Generator().manual_seed(0)]
+    for _ in range(200):
+        mirror_step(net, config, 64, gens)
+    after = mirror_angles(net)
+    assert all(a < b - 20 for a, b in zip(after, before)), (before, after)
+
+
+def test_mirroring_schedule_follows_pre_mirroring_and_the_period():
+    c = RunConfig(f_distribution="factorised", weight_mirroring=True, premirror_epochs=2,
+                  mirror_period=3)
+    assert [e for e in range(10) if mirrors_in(c, e)] == [0, 1, 2, 5, 8]
+    assert not any(mirrors_in(RunConfig(), e) for e in range(5))
+
+
+def test_pre_mirroring_epochs_leave_the_forward_weights_alone():
+    t = trainer(f_distribution="factorised", weight_mirroring=True, premirror_epochs=1)
+    W0 = [W.clone() for W in t.net.weights]
+    F0 = t.net.F.clone()
+    t.train_epoch()
+    assert all(torch.equal(a, b) for a, b in zip(W0, t.net.weights))
+    assert not torch.equal(F0, t.net.F)
+    t.train_epoch()
+    assert not torch.equal(W0[0], t.net.weights[0])
+
+
+@pytest.mark.parametrize("sizes", [[784, 1024, 10], [784, 1024, 1024, 10], [32, 16, 8, 4, 10]])
+def test_factorised_F_has_the_paper_std_and_is_the_product(sizes):
+    factors, F = init_F_factors(sizes, 0.05, torch.Generator().manual_seed(0))
+    assert [tuple(B.shape) for B in factors] == list(zip(sizes, sizes[1:]))
+    torch.testing.assert_close(F, chain_product(factors))
+    assert float(F.std()) == pytest.approx(0.05 * math.sqrt(2 / sizes[0]), rel=1e-5)
+
+
+def test_he_normal_init():
+    W = he_normal((512, 400), 400, torch.Generator().manual_seed(0))
+    assert float(W.std()) == pytest.approx(math.sqrt(2 / 400), rel=0.01)
+    assert abs(float(W.mean())) < 0.002
+    net = init_net(RunConfig(dataset="synthetic", hidden=(300,), init="he-normal"), 32, 10)
+    assert float(net.weights[0].std()) == pytest.approx(math.sqrt(2 / 32), rel=0.03)
+
+
+def test_options_at_their_defaults_leave_the_run_identity_as_in_0_2_2():
+    keys = set(RunConfig().identity())
+    for name in ("momentum_style", "weight_decay", "init", "normalize", "pepita_variant",
+                 "weight_mirroring", "mirror_lr", "premirror_epochs", "ff_threshold"):
+        assert name not in keys
+        assert name in RunConfig(**{"weight_decay": 1e-4}).identity() or name != "weight_decay"
+    from pepita_lab.records import run_id
+
+    assert run_id(RunConfig()) == "pepita-mnist-h1024-f0.05-lr0.1-s0-" + run_id(
+        RunConfig()).rsplit("-", 1)[1]
+    assert run_id(RunConfig(normalize=True)) != run_id(RunConfig())
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(rule="bp", normalize=True), "normalize"),
+    (dict(rule="fa", pepita_variant="forward"), "pepita_variant"),
+    (dict(weight_mirroring=True), "factorised"),
+    (dict(model="conv", hidden=(), normalize=True), "fully connected"),
+    (dict(model="conv", hidden=(), f_distribution="factorised"), "fully connected"),
+    (dict(weight_decay=-1.0), "weight_decay"),
+    (dict(momentum_style="adam"), "momentum_style"),
+    (dict(mirror_period=0), "mirror_period"),
+])
+def test_options_refused_where_they_do_not_apply(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig(**changes).replace()
+
+
+POPULATION_OPTIONS = [
+    dict(weight_decay=1e-3),
+    dict(momentum_style="torch", lr_milestones=(1,)),
+    dict(normalize=True, lr=0.5),
+    dict(pepita_variant="forward"),
+    dict(pepita_variant="time-local", lr=0.01),
+    dict(f_distribution="factorised"),
+    dict(f_distribution="factorised", weight_mirroring=True, premirror_epochs=1),
+    dict(init="he-normal", bias=True, weight_decay=1e-3),
+]
+
+
+@pytest.mark.parametrize("options", POPULATION_OPTIONS, ids=lambda o: ",".join(o))
+def test_population_members_equal_single_runs(options):
+    # a small lr: a member near divergence (lr 0.1 with F scale 0.1 here) amplifies the
+    # batched products' rounding past any tolerance
+    base = dict(dict(dataset="synthetic", hidden=(24, 16), epochs=2, lr=0.02), **options)
+    members = [RunConfig(seed=0, **base), RunConfig(seed=3, f_scale=0.1, **base)]
+    if "weight_decay" in options:
+        members[1] = members[1].replace(weight_decay=options["weight_decay"] * 2)
+    pop = pl.train_population(members, progress=False)
+    for k, config in enumerate(members):
+        single = pl.train(config, progress=False).history
+        member = pop[k].history
+        for name in ("test_acc", "test_loss", "train_loss"):
+            torch.testing.assert_close(torch.tensor(member[name].values[0]),
+                                       torch.tensor(single[name].values[0]), rtol=1e-4,
+                                       atol=1e-5, equal_nan=True)
