@@ -306,6 +306,24 @@ def layer_angles(history: xr.Dataset, name: str, color: str = "variant", *, widt
         title=_title(_sentence(_label(ds, name))))
 
 
+def mirror_angle_curves(history: xr.Dataset, color: str | None = None, *, width: int = 400,
+                        height: int = 250):
+    """The angle between each factor B_l of a factorised F and W_l^T over epochs (weight
+    mirroring drives it down): a line per run and layer, dashed by layer."""
+    ds = _with_run_dim(history)
+    df = history_frame(ds, "mirror_angle", dims=("epoch", "layer")).dropna(
+        subset=["mirror_angle"])
+    color = _color(ds, color or _default_color(ds))
+    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+        x=_x_axis("epoch", df), y=alt.Y("mirror_angle:Q", title=_label(ds, "mirror_angle"),
+                                        scale=alt.Scale(domain=[0, 180])),
+        color=color, strokeDash=alt.StrokeDash("layer:O", title="layer l"),
+        detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer", "mirror_angle"))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
+    return alt.layer(lines, rule).properties(width=width, height=height, title=_title(
+        "Weight mirroring: angle(B_l, W_l^T)"))
+
+
 def f_alignment(history: xr.Dataset, color: str | None = None, *, steps: bool = False,
                 width: int = 400, height: int = 250):
     """The angle between the network's end-to-end map and F over epochs, with the 90-degree

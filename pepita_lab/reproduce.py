@@ -176,9 +176,9 @@ def f_scale_figure(dataset: str, out: str | Path, *, seeds: int = 1, progress: b
 # the rule's own `paper_overrides`). PEPITA with the follow-up's weight decay + activation
 # normalisation (the lr that normalisation needs: docs/results/deeper/README.md), and PEPITA
 # with weight mirroring of a factorised F (the rest as plain PEPITA, so the table isolates
-# mirroring; no pre-mirroring epoch, so every variant trains as many epochs: the B_l turn to
-# the W_l^T within the first hundred steps at the default mirroring rate). Normalisation divides each hidden layer by its norm over the whole batch, which
-# shrinks the outputs by about sqrt(B n): it needs a far larger lr (5, from a short sweep).
+# mirroring; no pre-mirroring epoch, so every variant trains as many epochs). Normalisation
+# divides each hidden layer by its norm over the whole batch, which shrinks the outputs by
+# about sqrt(B n): it needs a far larger lr (5, from a short sweep).
 DEEPER_VARIANTS: dict[str, tuple[str, dict]] = {
     "pepita": ("pepita", {}),
     "pepita+wd+norm": ("pepita", {"weight_decay": 1e-4, "normalize": True, "lr": 5.0}),

@@ -16,12 +16,14 @@ import traceback
 
 import altair as alt
 import ipywidgets as W
+import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import plots
 from .api import Run, run_datasets, train
-from .config import DATASETS, ConfigError, RunConfig, validate
+from .config import (DATASETS, F_DISTRIBUTIONS, INITS, MOMENTUM_STYLES, PEPITA_VARIANTS,
+                     ConfigError, RunConfig, validate)
 from .rules import rule_names
 from .traces import Tracer
 
@@ -37,6 +39,11 @@ CHART_WIDTH, CHART_HEIGHT = 300, 200
 # on one page, see plots.EMBED_OPTIONS), and their points can be counted in the page.
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}
 ADVICE = "try a smaller lr or F scale"
+# The follow-up's options (ICLR 2024 PEPITA) and Forward-Forward's: a third column of
+# controls with `Explorer(options=True)`.
+OPTION_FIELDS = ("weight_decay", "momentum_style", "normalize", "init", "pepita_variant",
+                 "f_distribution", "weight_mirroring", "mirror_lr", "premirror_epochs",
+                 "ff_threshold")
 
 
 def _placeholder(title: str) -> alt.Chart:
@@ -89,10 +96,11 @@ class Explorer:
     `explorer.run_button.click()`, `explorer.wait()`, `explorer.stop_button.click()`.
     """
 
-    def __init__(self, base: RunConfig | None = None, *, color: str = "label"):
+    def __init__(self, base: RunConfig | None = None, *, color: str = "label",
+                 options: bool = False):
         alt.JupyterChart.enable_offline()  # vega bundled in: live charts need no internet
         base = validate(base or RunConfig(dataset="mnist", epochs=3))
-        self.base, self.color = base, color
+        self.base, self.color, self.show_options = base, color, options
         self.runs: list[Run] = []
         self.histories: list[xr.Dataset] = []
         self.thread: threading.Thread | None = None
@@ -153,6 +161,7 @@ class Explorer:
             "subset": W.IntText(value=base.subset or 0, description="subset (0 = all)",
                                 **styled),
         }
+        c.update(self._option_controls(base))
         for l in range(self.max_depth):
             width = base.hidden[l] if l < len(base.hidden) else base.hidden[-1]
             options = sorted(set(WIDTHS) | {width})
@@ -165,6 +174,38 @@ class Explorer:
             c[name].add_class("widget-inline-hbox")
         c["depth"].observe(lambda _: self._show_widths(), names="value")
         return c
+
+    @staticmethod
+    def _option_controls(base: RunConfig) -> dict[str, W.Widget]:
+        """The ICLR 2024 PEPITA options and FF's threshold (shown with `options=True`)."""
+        styled = dict(style=STYLE)
+        decays = sorted({0.0, 1e-5, 1e-4, 1e-3, 1e-2, base.weight_decay})
+        return {
+            "weight_decay": W.Dropdown(options=[(f"{v:g}", v) for v in decays],
+                                       value=base.weight_decay, description="weight decay",
+                                       **styled),
+            "momentum_style": W.Dropdown(options=MOMENTUM_STYLES, value=base.momentum_style,
+                                         description="momentum", **styled),
+            "normalize": W.Checkbox(value=base.normalize, description="normalise activations",
+                                    indent=False),
+            "init": W.Dropdown(options=INITS, value=base.init, description="init", **styled),
+            "pepita_variant": W.Dropdown(options=PEPITA_VARIANTS, value=base.pepita_variant,
+                                         description="PEPITA update", **styled),
+            "f_distribution": W.Dropdown(options=F_DISTRIBUTIONS, value=base.f_distribution,
+                                         description="F", **styled),
+            "weight_mirroring": W.Checkbox(value=base.weight_mirroring,
+                                           description="weight mirroring (factorised F)",
+                                           indent=False),
+            "mirror_lr": W.FloatLogSlider(value=base.mirror_lr, min=-3, max=0, step=0.25,
+                                          description="mirror lr", continuous_update=False,
+                                          readout_format=".3g", **styled),
+            "premirror_epochs": W.IntSlider(value=base.premirror_epochs, min=0, max=5,
+                                            description="pre-mirroring", continuous_update=False,
+                                            **styled),
+            "ff_threshold": W.FloatSlider(value=base.ff_threshold, min=0.1, max=4.0, step=0.1,
+                                          description="FF threshold", continuous_update=False,
+                                          **styled),
+        }
 
     def _show_widths(self) -> None:
         for l in range(self.max_depth):
@@ -182,7 +223,11 @@ class Explorer:
         # a wrapping row: side by side when the panel is wide enough, else one below the other
         charts = W.Box([self.curves, self.alignment],
                        layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
-        controls = W.Box([left, right], layout=W.Layout(display="flex", flex_flow="row wrap"))
+        columns = [left, right]
+        if self.show_options:
+            columns.append(W.VBox([W.HTML("<b>after the paper</b> (ICLR 2024 PEPITA, FF)")]
+                                  + [c[k] for k in OPTION_FIELDS]))
+        controls = W.Box(columns, layout=W.Layout(display="flex", flex_flow="row wrap"))
         return W.VBox([controls, buttons, self.status, charts],
                       layout=W.Layout(max_width="100%"))
 
@@ -195,6 +240,10 @@ class Explorer:
                                           "keep_prob")}
         values["hidden"] = tuple(c[f"width_{l + 1}"].value for l in range(depth))
         values["subset"] = c["subset"].value or None
+        values.update({k: c[k].value for k in OPTION_FIELDS})
+        if values["weight_mirroring"] and values["f_distribution"] != "factorised":
+            values["f_distribution"] = "factorised"  # the checkbox says so: it needs one
+            c["f_distribution"].value = "factorised"
         return validate(dataclasses.replace(self.base, **values))
 
     # ---------------------------------------------------------------- running
@@ -301,15 +350,19 @@ class Explorer:
         size = dict(width=CHART_WIDTH, height=CHART_HEIGHT)
         self.curves.chart = _fit(plots.learning_curves(ds, metric="test_acc", color=self.color,
                                                        **size))
-        self.alignment.chart = _fit(plots.f_alignment(ds, color=self.color, **size))
+        mirrored = "mirror_angle" in ds and bool(np.isfinite(ds.mirror_angle.values).any())
+        self.alignment.chart = _fit(
+            plots.mirror_angle_curves(ds, color=self.color, **size) if mirrored
+            else plots.f_alignment(ds, color=self.color, **size))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def explorer(**base) -> Explorer:
-    """An `Explorer` starting from `RunConfig(**base)`; display it as a notebook cell's value."""
-    return Explorer(RunConfig(**base) if base else None)
+def explorer(*, options: bool = False, **base) -> Explorer:
+    """An `Explorer` starting from `RunConfig(**base)` (with `options`, the ICLR 2024 PEPITA
+    and Forward-Forward controls too); display it as a notebook cell's value."""
+    return Explorer(RunConfig(**base) if base else None, options=options)
 
 
 class SweepPanel:
