@@ -348,7 +348,7 @@ def cmd_reproduce(args) -> int:
 
         plan = deeper_plan(args.dataset, depths=args.depths, width=args.width,
                            seeds=args.seeds, baseline_seeds=args.baseline_seeds,
-                           variants=args.variants, epochs=args.epochs,
+                           variants=args.variants, epochs=args.epochs, lr=args.lr,
                            out=args.out or f"results/deeper/{args.dataset}",
                            subset=args.subset, data_dir=args.data_dir, device=args.device)
         paths = run_plan(plan, progress=not args.quiet)
@@ -507,13 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="numbers of hidden layers (default 1 2 3)")
     r.add_argument("--width", type=int, default=1024, help="units per hidden layer")
     r.add_argument("--variants", nargs="+", metavar="VARIANT",
-                   help="a subset of: pepita, pepita+wd+norm, pepita+mirror, bp, fa, ff")
+                   help="a subset of: pepita, pepita-minus, pepita+wd+norm, pepita+mirror, bp, fa, ff")
     r.add_argument("--seeds", type=int, default=3,
                    help="seeds of the PEPITA variants and BP (default 3)")
     r.add_argument("--baseline-seeds", type=int, default=1,
                    help="seeds of FA and FF (default 1)")
     r.add_argument("--epochs", type=int, help="override the paper's 100 epochs (the lr "
                                               "milestones move to 60 %% and 90 %% of them)")
+    r.add_argument("--lr", type=float, help="the lr of the variants that take the paper's "
+                                            "(FF and pepita+wd+norm keep their own)")
     r.add_argument("--subset", type=int, help="train on the first N samples only")
     r.add_argument("--data-dir")
     r.add_argument("--device")

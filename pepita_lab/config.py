@@ -121,16 +121,16 @@ class RunConfig:
                                      "mirroring (needs f_distribution factorised; ICLR 2024)",
                                      added=True, rule_option=True)
     mirror_lr: float = setting(0.1, "weight mirroring: learning rate of the B_l (the ICLR "
-                               "code's train.py default)", added=True, rule_option=True)
+                               "code's train.py default)", added=True)
     mirror_decay: float = setting(0.5, "weight mirroring: weight decay of the B_l (the ICLR "
-                                  "code's train.py default)", added=True, rule_option=True)
+                                  "code's train.py default)", added=True)
     mirror_noise: float = setting(0.1, "weight mirroring: std of the noise input",
-                                  added=True, rule_option=True)
+                                  added=True)
     premirror_epochs: int = setting(1, "weight mirroring: first epochs that only mirror (the "
-                                    "forward weights wait)", added=True, rule_option=True)
+                                    "forward weights wait)", added=True)
     mirror_period: int = setting(1, "weight mirroring: after the pre-mirroring epochs, mirror "
                                  "during epochs e with (e + 1) % mirror_period == 0",
-                                 added=True, rule_option=True)
+                                 added=True)
     ff_threshold: float = setting(1.0, "Forward-Forward: goodness threshold per unit (a "
                                   "layer's sum of squares is compared with threshold x "
                                   "units)", added=True, rule_option=True)

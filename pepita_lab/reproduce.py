@@ -173,17 +173,21 @@ def f_scale_figure(dataset: str, out: str | Path, *, seeds: int = 1, progress: b
 # ---------------------------------------------------------------- deeper nets (ICLR 2024)
 
 # The variants of the deeper-net comparison: (rule, settings on top of the paper's preset and
-# the rule's own `paper_overrides`). PEPITA with the follow-up's weight decay + activation
-# normalisation (the lr that normalisation needs: docs/results/deeper/README.md), and PEPITA
-# with weight mirroring of a factorised F (the rest as plain PEPITA, so the table isolates
-# mirroring; no pre-mirroring epoch, so every variant trains as many epochs). Normalisation
-# divides each hidden layer by its norm over the whole batch, which shrinks the outputs by
-# about sqrt(B n): it needs a far larger lr (5, from a short sweep).
+# the rule's own `paper_overrides`). PEPITA as the paper (x + F e) and with the ICLR code's
+# sign (x - F e); with the follow-up's weight decay + activation normalisation (which divides
+# each hidden layer by its norm over the whole batch, shrinking the outputs by about
+# sqrt(B n): it needs a far larger lr, 5, from a short sweep); and with weight mirroring of a
+# factorised F. Mirroring turns F towards (W_L ... W_1)^T, which helps only with x - F e: with
+# x + F e the implied feedback -W_l ... W_1 F then points against BP's (measured:
+# docs/results/deeper/README.md), so the mirroring variant takes the ICLR sign, and
+# "pepita-minus" is its control. No pre-mirroring epoch, so every variant trains as many
+# epochs.
 DEEPER_VARIANTS: dict[str, tuple[str, dict]] = {
     "pepita": ("pepita", {}),
+    "pepita-minus": ("pepita", {"sign": -1.0}),
     "pepita+wd+norm": ("pepita", {"weight_decay": 1e-4, "normalize": True, "lr": 5.0}),
     "pepita+mirror": ("pepita", {"f_distribution": "factorised", "weight_mirroring": True,
-                                 "premirror_epochs": 0}),
+                                 "premirror_epochs": 0, "sign": -1.0}),
     "bp": ("bp", {}),
     "fa": ("fa", {}),
     "ff": ("ff", {}),
@@ -198,14 +202,17 @@ def scaled_milestones(epochs: int, milestones=(60, 90), of: int = 100) -> tuple[
 
 def deeper_plan(dataset: str = "mnist", *, depths=DEEPER_DEPTHS, width: int = 1024,
                 seeds: int = 3, baseline_seeds: int | None = 1, variants=None,
-                epochs: int | None = None, out: str | Path = "results/deeper",
+                epochs: int | None = None, lr: float | None = None,
+                out: str | Path = "results/deeper",
                 variant_overrides: dict | None = None, **overrides) -> Plan:
     """Every variant of `DEEPER_VARIANTS` (or `variants`, names from it) on `depths` hidden
     layers of `width` units: the paper's settings for `dataset` with the rule's
     `paper_overrides`, the variant's settings, `variant_overrides[name]` and `overrides`.
     PEPITA's variants and BP over `seeds` seeds, the other baselines (FA, FF) over
     `baseline_seeds` (as Table 1). With `epochs` below the paper's 100 and no milestones
-    given, the lr milestones move to the same fractions of the run (60 %, 90 %)."""
+    given, the lr milestones move to the same fractions of the run (60 %, 90 %). `lr`
+    replaces the paper's lr where neither the rule nor the variant sets its own (FF and the
+    normalised variant keep theirs)."""
     from .rules import get_rule
 
     if dataset not in PRESET_OF:
@@ -232,7 +239,8 @@ def deeper_plan(dataset: str = "mnist", *, depths=DEEPER_DEPTHS, width: int = 10
             for seed in range(seeds if main else baseline_seeds):
                 config = preset(PRESET_OF[dataset], dataset=dataset, rule=rule_name,
                                 hidden=(width,) * depth, seed=seed,
-                                **{**rule.paper_overrides, **settings,
+                                **{**({} if lr is None else {"lr": lr}),
+                                   **rule.paper_overrides, **settings,
                                    **(variant_overrides or {}).get(name, {}), **overrides})
                 runs.append((f"h{depth}-{name}-s{seed}", config))
     return Plan(Path(out), runs)

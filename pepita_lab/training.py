@@ -364,6 +364,12 @@ class Trainer:
         n_w = len(self.net.weights)
         for l, p in enumerate(self.net.params()):
             v = self.velocity[l]
+            if self.K is None and p.dim() == 2:  # one run's layer: fused, in place
+                v.addmm_(f.deltas[l].T, f.inputs[l], beta=m, alpha=gain / B)
+                if wd:
+                    v.add_(p, alpha=gain * wd)
+                p.sub_(v, alpha=out)
+                continue
             if l < n_w:
                 dW = weight_update(f.deltas[l], f.inputs[l])
             elif self.K is None:

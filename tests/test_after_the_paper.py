@@ -234,3 +234,55 @@ def test_population_members_equal_single_runs(options):
             torch.testing.assert_close(torch.tensor(member[name].values[0]),
                                        torch.tensor(single[name].values[0]), rtol=1e-4,
                                        atol=1e-5, equal_nan=True)
+
+
+def test_cli_weight_mirroring_trains_and_records_the_angles(tmp_path, capsys):
+    from pepita_lab.cli import main
+
+    out = tmp_path / "mirror"
+    assert main(["train", "--preset", "paper-mnist", "--dataset", "synthetic", "--hidden", "32",
+                 "32", "--f-distribution", "factorised", "--weight-mirroring",
+                 "--premirror-epochs", "0", "--epochs", "3", "--out", str(out), "--quiet"]) == 0
+    h = pl.load_run(out).history
+    angles = h.mirror_angle.isel(run=0).values  # (epoch, layer)
+    assert angles.shape == (4, 3) and (angles[0] > 80).all()
+    assert (angles[-1, :2] < angles[0, :2] - 20).all()  # the hidden layers' B_l turn to W_l^T
+    implied = h.implied_angle.isel(run=0).values
+    assert (implied[:, :2] > 0).all() and (implied[:, :2] < 180).all()
+    assert (implied[:, 2] != implied[:, 2]).all()  # NaN for the output layer
+    assert h.weight_mirroring.item() == 1 and h.f_distribution.item() == "factorised"
+    # a run that does not mirror records no mirroring angle
+    assert (pl.train(RunConfig(dataset="synthetic", hidden=(8,), epochs=1), progress=False)
+            .history.mirror_angle.isnull().all())
+
+
+def test_cli_refuses_mirroring_without_the_factorised_F(capsys):
+    from pepita_lab.cli import main
+
+    assert main(["train", "--dataset", "synthetic", "--weight-mirroring", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--f-distribution factorised" in err and err.count("\n") == 1
+
+
+def test_reproduce_deeper_writes_the_table_and_figures(tmp_path, capsys):
+    from pepita_lab.cli import main
+    from pepita_lab.reproduce import DEEPER_VARIANTS, deeper_plan, scaled_milestones
+
+    out = tmp_path / "deeper"
+    assert main(["reproduce", "deeper", "--dataset", "synthetic", "--depths", "1", "2",
+                 "--width", "16", "--epochs", "2", "--seeds", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    table = (out / "table.md").read_text()
+    rows = [line for line in table.splitlines()[:2 + len(DEEPER_VARIANTS)]]
+    assert rows[0] == "| variant | 1 hidden | 2 hidden |"
+    assert [r.split(" | ")[0].strip("| ") for r in rows[2:]] == list(DEEPER_VARIANTS)
+    assert "(2)" in rows[2] and "min |" in table  # 2 seeds of PEPITA; wall times
+    for name in ("test_curves", "mirror_angles", "implied_feedback", "bp_alignment"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    plan = deeper_plan("mnist", epochs=10)
+    assert len(plan.runs) == 3 * (4 * 3 + 3 + 1 + 1)  # depths x (PEPITA x4, BP) x 3 + FA, FF
+    names = dict(plan.runs)
+    assert names["h3-pepita+mirror-s2"].hidden == (1024,) * 3
+    assert names["h1-ff-s0"].bias and names["h1-ff-s0"].lr == 0.001
+    assert names["h2-pepita+wd+norm-s0"].normalize and scaled_milestones(10) == (6, 9)
+    assert all(c.lr_milestones == (6, 9) for c in names.values())
