@@ -14,14 +14,27 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _coord(value):
+    """A setting as a record's coordinate holds it (booleans as 0 / 1)."""
+    return int(value) if isinstance(value, bool) else value
+
+
 def describe_run(history: xr.Dataset, status: str = "") -> str:
     """A readable summary of one run's history: settings, final accuracies, alignment,
     F angle, slowness and timing."""
     h = history.isel(run=0) if "run" in history.dims else history
     settings = ("rule", "dataset", "model", "hidden", "lr", "batch_size", "f_scale", "sign",
                 "output_error", "keep_prob", "seed", "epochs")
+    # the options added after 0.2.2 (ICLR 2024 PEPITA, FF), where a run sets them
+    from .config import RunConfig, field_default
+
+    added = ["f_distribution"] + [
+        f.name for f in RunConfig.__dataclass_fields__.values() if f.metadata["added"]
+        and f.name in h.coords and f.name not in ("precision", "compile")]
+    shown = [k for k in settings if k in h.coords] + [
+        k for k in added if _fmt(h[k].item()) != _fmt(_coord(field_default(k)))]
     lines = [f"run {h.run.item()}  status={status or history.attrs.get('status', '?')}",
-             "settings: " + " ".join(f"{k}={_fmt(h[k].item())}" for k in settings if k in h.coords)]
+             "settings: " + " ".join(f"{k}={_fmt(h[k].item())}" for k in shown)]
     if "diverged_epoch" in history.attrs:
         a = history.attrs
         lines.append(f"diverged in epoch {a['diverged_epoch']} at step {a['diverged_step']}: "
@@ -41,10 +54,14 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
     elif "f_angle" in h:
         lines.append(f"F angle: {float(h.f_angle[0]):.1f} deg at epoch {int(h.epoch[0])} -> "
                      f"{float(h.f_angle[-1]):.1f} deg at epoch {last}")
-    if "feedback_angle" in h and not bool(h.feedback_angle.isnull().all()):
-        fb = h.feedback_angle.isel(epoch=-1).values
-        lines.append("feedback angle (last epoch): " + ", ".join(
-            f"layer {l + 1}: {a:.1f} deg" for l, a in enumerate(fb) if not math.isnan(a)))
+    for name, what in (("feedback_angle", "feedback angle"),
+                       ("mirror_angle", "mirroring: angle(B_l, W_l^T)"),
+                       ("implied_angle", "implied feedback vs BP's")):
+        if name in h and not bool(h[name].isnull().all()):
+            values = h[name].isel(epoch=-1).values
+            lines.append(f"{what} (last epoch): " + ", ".join(
+                f"layer {l + 1}: {a:.1f} deg" for l, a in enumerate(values)
+                if not math.isnan(a)))
     fit = slowness(history).isel(run=0)
     if int(fit.slowness_n_points) >= 2:
         lines.append(f"slowness: s={float(fit.slowness_s):.3g} epochs, "
