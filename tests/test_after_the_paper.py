@@ -286,3 +286,20 @@ def test_reproduce_deeper_writes_the_table_and_figures(tmp_path, capsys):
     assert names["h1-ff-s0"].bias and names["h1-ff-s0"].lr == 0.001
     assert names["h2-pepita+wd+norm-s0"].normalize and scaled_milestones(10) == (6, 9)
     assert all(c.lr_milestones == (6, 9) for c in names.values())
+
+
+@pytest.mark.parametrize("options", [
+    dict(f_distribution="factorised", weight_mirroring=True, premirror_epochs=1),
+    dict(pepita_variant="time-local", weight_decay=1e-3, momentum_style="torch"),
+    dict(rule="ff", bias=True, lr=0.003, keep_prob=1.0)], ids=["mirroring", "time-local", "ff"])
+def test_a_resumed_run_equals_an_uninterrupted_one(options, tmp_path):
+    config = RunConfig(**{**dict(dataset="synthetic", hidden=(24, 16), epochs=3, lr=0.02),
+                          **options})
+    whole = pl.train(config, out=tmp_path / "whole", progress=False)
+    pl.train(config.replace(epochs=2), out=tmp_path / "part", progress=False)
+    resumed = pl.resume(tmp_path / "part", epochs=3, progress=False)
+    for name in ("test_acc", "test_loss", "train_loss"):
+        assert resumed.history[name].values.tobytes() == whole.history[name].values.tobytes()
+    for a, b in zip(resumed.net.F_factors + resumed.net.weights,
+                    whole.net.F_factors + whole.net.weights):
+        assert torch.equal(a, b)
