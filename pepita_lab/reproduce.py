@@ -66,16 +66,18 @@ def table1_plan(dataset: str, *, seeds: int = 3, baseline_seeds: int | None = No
 
 
 def is_complete(path: Path, config: RunConfig) -> bool:
-    """True if `path` holds a completed run of exactly `config`."""
+    """True if `path` holds a finished run of exactly `config`: completed, or diverged (a
+    deterministic outcome: training it again would diverge at the same step)."""
     try:
         run = load_run(path)
     except (OSError, ValueError, KeyError):
         return False
-    return run.status == "completed" and run.config.identity() == config.identity()
+    return (run.status in ("completed", "diverged")
+            and run.config.identity() == config.identity())
 
 
 def run_plan(plan: Plan, *, progress: bool = True) -> list[Path]:
-    """Train every run of `plan` not already complete under `plan.out / "runs"`; returns the
+    """Train every run of `plan` not already finished under `plan.out / "runs"`; returns the
     run folders. The wall time of each run trained is logged to `plan.out / "log.jsonl"`."""
     plan.out.mkdir(parents=True, exist_ok=True)
     paths = []
