@@ -81,3 +81,19 @@ def test_table1_conv_reports_conv_pepita_beside_conv_bp(tmp_path, data_dir):
     rows = table_rows(out)
     assert set(rows) == {"pepita", "bp"} and rows["pepita"][0] == rows["bp"][0] == "conv"
     assert rows["pepita"][5] == ""  # the paper's numbers are for the FC nets
+
+
+def test_a_finished_run_is_not_trained_again_diverged_or_not(tmp_path):
+    from pepita_lab.config import RunConfig
+    from pepita_lab.reproduce import Plan, run_plan
+
+    good = RunConfig(dataset="synthetic", hidden=(8,), epochs=1)
+    bad = good.replace(f_scale=100.0, lr=1.0)  # diverges in its first epoch
+    plan = Plan(tmp_path, [("good", good), ("bad", bad)])
+    run_plan(plan, progress=False)
+    log = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [line.count('"diverged"') for line in log] == [0, 1]
+    run_plan(plan, progress=False)  # both finished: nothing trained, nothing logged
+    assert (tmp_path / "log.jsonl").read_text().splitlines() == log
+    run_plan(Plan(tmp_path, [("good", good.replace(seed=1))]), progress=False)  # other settings
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
