@@ -18,6 +18,8 @@ from pepita_lab.rules.reference import (mirror_reference, pepita_reference, sgd_
                                         time_local_reference)
 from pepita_lab.training import Trainer
 
+pytestmark = pytest.mark.numerics
+
 D = torch.float64
 
 

@@ -20,6 +20,8 @@ from pepita_lab.rules import (bp_factors, bp_updates, dfa_updates, drtp_updates,
 from pepita_lab.rules.common import bias_update
 from pepita_lab.training import Trainer
 
+pytestmark = pytest.mark.numerics
+
 D = torch.float64
 # image (2, 9, 9) -> conv 3 ch 3x3 -> (3, 7, 7) -> pool 2 -> (3, 3, 3) [a row and a column
 # dropped] -> conv 4 ch 2x2 -> (4, 2, 2) -> pool 2 -> (4, 1, 1) -> FC 5 -> output 3

@@ -13,6 +13,8 @@ from pepita_lab.config import ConfigError, RunConfig
 from pepita_lab.rules import ff_factors, ff_scores, get_rule, updates_from_factors
 from pepita_lab.rules.forward_forward import embed_label, goodness_layers, wrong_labels
 
+pytestmark = pytest.mark.numerics
+
 D = torch.float64
 
 

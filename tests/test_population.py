@@ -9,6 +9,8 @@ from pepita_lab.cli import main
 from pepita_lab.config import ConfigError
 from pepita_lab.rules import get_rule, rule_names
 
+pytestmark = pytest.mark.numerics
+
 BASE = pl.RunConfig(dataset="synthetic", hidden=(32, 16), epochs=3, batch_size=32,
                     device="cpu", subset=512)
 COMPARED = ("test_acc", "test_loss", "train_loss", "train_acc", "bp_cosine", "f_angle",

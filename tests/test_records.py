@@ -18,6 +18,8 @@ from pepita_lab import rules
 from pepita_lab.nets import Net
 from pepita_lab.traces import f_angle, feedback_angles, layer_traces
 
+pytestmark = pytest.mark.numerics
+
 TINY = dict(dataset="synthetic", hidden=(24, 16), epochs=3, batch_size=32, lr=0.05,
             device="cpu", subset=512)
 

@@ -82,6 +82,7 @@ def test_a_diverging_grid_member_is_marked_and_the_rest_carry_on():
 # ---------------------------------------------------------------- interruption and resume
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sigkill_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, uninterrupted,
                                                                      seed):
@@ -95,6 +96,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, u
     assert_same_run(out, uninterrupted)
 
 
+@pytest.mark.numerics
 def test_sigint_saves_exits_cleanly_and_resumes(tmp_path, uninterrupted):
     out = tmp_path / "run"
     proc = start(out)

@@ -11,6 +11,8 @@ from pepita_lab.rules import (FirstLayerFeedback, bp_updates, dfa_updates, drtp_
 from pepita_lab.rules.reference import (backward_reference, bp_reference, fa_reference,
                                         pepita_reference)
 
+pytestmark = pytest.mark.numerics
+
 D = torch.float64  # oracles compare to 1e-10, not to float32 noise
 SIZES = [7, 6, 5, 4]  # d, two hidden layers, C
 

@@ -44,6 +44,7 @@ def test_swept_fields_are_dimensions(in_process):
     assert (ds.status.values == "completed").all()
 
 
+@pytest.mark.numerics
 def test_local_cluster_gives_identical_results(in_process, tmp_path):
     ds = run_sweep(spec(), tmp_path / "S", workers=2, progress=False)
     same(ds, in_process)

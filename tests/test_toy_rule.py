@@ -15,6 +15,8 @@ from pepita_lab.nets import forward_pass
 from pepita_lab.rules import Factors, Rule, register, rule_names, unregister
 from pepita_lab.rules.common import relu_grad
 
+pytestmark = pytest.mark.numerics
+
 
 class ErrorSignDFA(Rule):
     """Toy: DFA that projects only the sign of the output error, `(sign(e) B_l) * relu'`."""

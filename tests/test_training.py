@@ -9,6 +9,8 @@ from pepita_lab.config import RunConfig
 from pepita_lab.data import load_data
 from pepita_lab.training import Trainer, lr_at
 
+pytestmark = pytest.mark.numerics
+
 TINY = dict(dataset="synthetic", hidden=(16, 12), epochs=2, batch_size=32, lr=0.05,
             device="cpu", subset=256)
 
