@@ -5,7 +5,7 @@ The public API: `train`, `resume`, `train_grid`, `train_population`, `load_run`,
 does not pull in torch.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _LAZY = {"train": "api", "resume": "api", "train_grid": "api", "train_population": "api",
          "load_run": "store", "load_runs": "store", "Run": "store",

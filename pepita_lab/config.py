@@ -26,6 +26,7 @@ F_DISTRIBUTIONS = ("uniform", "gaussian", "factorised")
 INITS = ("default", "he-uniform", "he-normal", "torch")
 MOMENTUM_STYLES = ("paper", "torch")
 PEPITA_VARIANTS = ("modulated", "forward", "time-local")
+TIME_LOCAL_MASKS = ("fresh", "shared")
 MODELS = ("fc", "conv")
 CONV_UPDATES = ("rule", "icml-code")
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -36,6 +37,7 @@ CONV_FIELDS = ("conv_channels", "kernel_size", "pool", "conv_update")  # used by
 # A run draws from generators seeded with seed, seed + 1 and seed + 2 (torch's seeds are
 # 64-bit); a million epochs is beyond any run this lab makes (and catches 1e20 typos).
 MAX_SEED, MAX_EPOCHS = 2**63 - 3, 10**6
+MAX_INT = 2**63 - 1  # any integer setting: torch's int64
 
 
 class ConfigError(ValueError):
@@ -117,6 +119,10 @@ class RunConfig:
                                   "pass), time-local (the clean pass's anti-Hebbian update "
                                   "applied before the modulated pass's Hebbian one; ICLR "
                                   "2024)", added=True, rule_option=True)
+    time_local_masks: str = setting("fresh", "PEPITA time-local variant: the modulated pass's "
+                                    "dropout masks, fresh (drawn again, as the ICLR code's "
+                                    "mixed_tl) or shared (the clean pass's)", added=True,
+                                    rule_option=True)
     weight_mirroring: bool = setting(False, "PEPITA: learn F = B_1 ... B_L by weight "
                                      "mirroring (needs f_distribution factorised; ICLR 2024)",
                                      added=True, rule_option=True)
@@ -222,7 +228,16 @@ def preset(name: str, **overrides) -> RunConfig:
 
 
 def _fail(name: str, value, allowed: str):
-    raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
+    raise ConfigError(f"{name}={_shown(value)} is not allowed: {allowed}")
+
+
+def _shown(value) -> str:
+    """`repr(value)`, but an integer too long to read (or to print: Python refuses ints of
+    more than 4300 digits) as its number of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        digits = int(math.log10(abs(value))) + 1
+        return f"{'-' if value < 0 else ''}<an integer of {digits} digits>"
+    return repr(value)
 
 
 def check_int(name, value, *, low=None, high=None, allow_none=False):
@@ -237,7 +252,8 @@ def check_int(name, value, *, low=None, high=None, allow_none=False):
             _fail(name, value, "expected an integer")
     if low is not None and value < low:
         _fail(name, value, f"expected an integer >= {low}")
-    if high is not None and value > high:
+    high = MAX_INT if high is None else high  # beyond: overflows torch and float arithmetic
+    if value > high:
         _fail(name, value, f"expected an integer <= {high}")
     return value
 
@@ -245,7 +261,10 @@ def check_int(name, value, *, low=None, high=None, allow_none=False):
 def _float(name, value, *, low=None, high=None, low_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(name, value, "expected a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range (10**400)
+        _fail(name, value, "expected a finite number")
     if not math.isfinite(value):
         _fail(name, value, "expected a finite number")
     if low is not None and (value <= low if low_open else value < low):
@@ -319,6 +338,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not isinstance(cfg.normalize, bool):
         _fail("normalize", cfg.normalize, "expected true or false")
     cfg.pepita_variant = _choice("pepita_variant", cfg.pepita_variant, PEPITA_VARIANTS)
+    cfg.time_local_masks = _choice("time_local_masks", cfg.time_local_masks, TIME_LOCAL_MASKS)
     if not isinstance(cfg.weight_mirroring, bool):
         _fail("weight_mirroring", cfg.weight_mirroring, "expected true or false")
     cfg.mirror_lr = _float("mirror_lr", cfg.mirror_lr, low=0.0)

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from .nets import Net, forward_pass
-from .rules import Rule, bp_factors, pepita_factors, updates_from_factors
+from .rules import (Rule, bp_factors, pepita_factors, pepita_options_factors,
+                    updates_from_factors)
 
 PROBE_BATCH = 256  # training samples on which update alignment and norms are measured
 PROBE_SAMPLES = 16  # test samples whose activations are kept
@@ -142,8 +143,12 @@ def activation_snapshot(net: Net, x: Tensor, target: Tensor, sign: float,
     (flat) and the first-pass error, as CPU tensors."""
     hs, _ = forward_pass(net.weights, net.shape_input(x), biases=net.biases, pool=net.pool,
                          normalize=normalize)
-    f = pepita_factors(net.weights, net.shape_input(x), target, net.F, sign=sign, masks=None,
-                       biases=net.biases, pool=net.pool, normalize=normalize)
+    if normalize:  # the follow-up's normalisation: fully connected nets only
+        f = pepita_options_factors(net.weights, x, target, net.F, sign=sign, biases=net.biases,
+                                   normalize=True)
+    else:
+        f = pepita_factors(net.weights, net.shape_input(x), target, net.F, sign=sign,
+                           biases=net.biases, pool=net.pool)
     L = len(net.weights)
     diffs = f.deltas[:L - 1]  # h_l - h_l^err, l = 1 .. L-1
     return {"h": [h.flatten(1).cpu() for h in hs[1:L]],

@@ -12,8 +12,8 @@ import torch
 import pepita_lab as pl
 from pepita_lab.config import ConfigError, RunConfig
 from pepita_lab.nets import chain_product, he_normal, init_F_factors, init_net
-from pepita_lab.rules import pepita_factors, updates_from_factors
-from pepita_lab.rules.pepita import mirror_step, mirrors_in
+from pepita_lab.rules import pepita_options_factors as pepita_factors, updates_from_factors
+from pepita_lab.rules.pepita_options import mirror_step, mirrors_in
 from pepita_lab.rules.reference import (mirror_reference, pepita_reference, sgd_reference,
                                         time_local_reference)
 from pepita_lab.training import Trainer

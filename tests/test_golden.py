@@ -3,7 +3,9 @@ every rule (fully connected and conv, single runs and populations, the follow-up
 against the histories and final weights pepita-lab 0.4.0 recorded.
 
 Recorded by pepita-lab 0.4.0 (git 32cf074) with `PEPITA_LAB_RECORD_GOLDEN=1 pytest
-tests/test_golden.py`: `golden/v0.4.0.npz` holds, per case and member, every history field
+tests/test_golden.py` (each case's `recorded_by` says which version recorded it; a case added
+later is recorded alone with `PEPITA_LAB_RECORD_GOLDEN=<name>,...`, the others kept).
+`golden/v0.4.0.npz` holds, per case and member, every history field
 (epoch_lr, train/test loss and accuracy) and the final weights and biases themselves (float32
 arrays, not hashes); `golden/v0.4.0.json` holds each run's status and each array's tolerance.
 
@@ -48,7 +50,8 @@ pytestmark = pytest.mark.numerics
 VERSION = "0.4.0"
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_JSON, GOLDEN_NPZ = GOLDEN / f"v{VERSION}.json", GOLDEN / f"v{VERSION}.npz"
-RECORD = os.environ.get("PEPITA_LAB_RECORD_GOLDEN") == "1"
+# "1": record every case; "name,name": record (or add) these cases only, keeping the others
+RECORD = os.environ.get("PEPITA_LAB_RECORD_GOLDEN", "")
 FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc")
 ULP = 2.0 ** -24  # float32's unit roundoff
 N_PERTURBED = 4  # runs with the initial weights moved by one ulp, at recording time
@@ -76,7 +79,12 @@ SINGLE = {
     "fc-pepita-normalize": RunConfig(rule="pepita", normalize=True, **FC),
     "fc-pepita-mirroring": RunConfig(rule="pepita", weight_mirroring=True, sign=-1.0,
                                      f_distribution="factorised", **{**FC, "lr": 0.01}),
-    "fc-pepita-time-local": RunConfig(rule="pepita", pepita_variant="time-local", **FC),
+    # 0.4.0's time-local variant shared the clean pass's masks; since 0.5 the default draws
+    # fresh ones as the ICLR code does (recorded by 0.5.0: see `recorded_by`)
+    "fc-pepita-time-local": RunConfig(rule="pepita", pepita_variant="time-local",
+                                      time_local_masks="shared", **FC),
+    "fc-pepita-time-local-fresh-masks": RunConfig(rule="pepita", pepita_variant="time-local",
+                                                  **FC),
     "fc-pepita-forward": RunConfig(rule="pepita", pepita_variant="forward", **FC),
     "fc-ff": RunConfig(rule="ff", **{**FC, "lr": 0.01, "keep_prob": 1.0}),
     **{f"conv-{rule}": RunConfig(rule=rule, **CONV) for rule in ("pepita", "bp", "fa")},
@@ -215,28 +223,34 @@ def test_record_golden():
     GOLDEN.mkdir(exist_ok=True)
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=Path(__file__).parent).stdout.strip()
+    names = CASES if RECORD == "1" else RECORD.split(",")
+    assert set(names) <= set(CASES), sorted(set(names) - set(CASES))
     cases, arrays = {}, {}
-    for name in CASES:
+    if RECORD != "1":  # keep the other cases as they were recorded
+        cases = json.loads(GOLDEN_JSON.read_text())["cases"]
+        with np.load(GOLDEN_NPZ) as stored:
+            arrays = {k: stored[k] for k in stored.files if k.split("/")[0] not in names}
+    for name in names:
         reference = run_case(name)
         tolerance = derive_tolerances(name, reference)
         cases[name] = {"status": reference["status"], "steps": steps_of(name),
-                       "tolerance": tolerance}
+                       "tolerance": tolerance, "recorded_by": f"{pl.__version__} ({revision})"}
         arrays.update({f"{name}/{k}": v.astype(np.float32)
                        for k, v in reference["arrays"].items()})
     np.savez_compressed(GOLDEN_NPZ, **arrays)
     GOLDEN_JSON.write_text(json.dumps(
-        {"version": pl.__version__, "git": revision, "ulp": ULP, "growth": GROWTH,
-         "n_perturbed": N_PERTURBED, "cases": cases}, indent=1) + "\n")
+        {"version": VERSION, "ulp": ULP, "growth": GROWTH, "n_perturbed": N_PERTURBED,
+         "cases": {name: cases[name] for name in CASES}}, indent=1) + "\n")
 
 
-@pytest.mark.skipif(RECORD, reason="recording")
+@pytest.mark.skipif(bool(RECORD), reason="recording")
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", CASES)
 def test_equal_to_recorded_within_tolerance(name, threads):
     assert mismatches(name, run_case(name, threads=threads)) == []
 
 
-@pytest.mark.skipif(RECORD, reason="recording")
+@pytest.mark.skipif(bool(RECORD), reason="recording")
 def test_goldens_are_well_conditioned():
     """No case is so sensitive that its tolerance stops meaning anything."""
     for name in CASES:
@@ -249,7 +263,7 @@ def _mutated(name: str, **changes) -> list[RunConfig]:
     return [c.replace(**changes) for c in configs_of(name)]
 
 
-@pytest.mark.skipif(RECORD, reason="recording")
+@pytest.mark.skipif(bool(RECORD), reason="recording")
 @pytest.mark.parametrize("name", ["fc-pepita", "conv-pepita-icml-dropout", "pop-pepita"])
 @pytest.mark.parametrize("mutation", ["sign flipped", "no momentum", "other dropout stream"])
 def test_golden_catches_a_real_change(name, mutation, monkeypatch):
@@ -274,7 +288,7 @@ def test_golden_catches_a_real_change(name, mutation, monkeypatch):
     assert weights, f"{mutation}: the final weights of {name} stayed within tolerance"
 
 
-@pytest.mark.skipif(RECORD, reason="recording")
+@pytest.mark.skipif(bool(RECORD), reason="recording")
 @pytest.mark.parametrize("name", ["fc-pepita", "conv-pepita", "pop-pepita",
                                   "fc-pepita-mirroring", "fc-ff"])
 def test_repeated_run_is_bitwise_identical(name):

@@ -8,6 +8,7 @@ import torch
 from pepita_lab.rules import (FirstLayerFeedback, bp_updates, dfa_updates, drtp_updates,
                               fa_updates, get_rule, pepita_factors, pepita_updates,
                               updates_from_factors)
+from pepita_lab.rules.pepita_fast import first_layer_shortcut
 from pepita_lab.rules.reference import (backward_reference, bp_reference, fa_reference,
                                         pepita_reference)
 
@@ -63,7 +64,7 @@ def test_fused_first_layer_equals_plain(sign):
     weights, x, target, F, masks = make_problem(seed=3)
     plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
     fused = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
-                           fused_first_layer=True)
+                           **first_layer_shortcut(weights, x, F, sign, fused=True))
     assert_all_close(updates_from_factors(fused), updates_from_factors(plain))
 
 
@@ -72,7 +73,8 @@ def test_given_first_layer_feedback_equals_plain(sign):
     weights, x, target, F, masks = make_problem(seed=4)
     plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
     given = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
-                           first_feedback=weights[0] @ F)
+                           **first_layer_shortcut(weights, x, F, sign,
+                                                  first_feedback=weights[0] @ F))
     assert_all_close(updates_from_factors(given), updates_from_factors(plain))
 
 

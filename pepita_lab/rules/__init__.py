@@ -19,7 +19,10 @@ from .drtp import DRTP, drtp_factors, drtp_updates
 from .forward_forward import ForwardForward, ff_factors, ff_scores
 from .feedback_alignment import (DirectFeedbackAlignment, FeedbackAlignment, dfa_factors,
                                  dfa_updates, fa_factors, fa_updates)
-from .pepita import CONV_UPDATES, FirstLayerFeedback, Pepita, pepita_factors, pepita_updates
+from .pepita import CONV_UPDATES, pepita_factors, pepita_updates
+from .pepita_fast import FirstLayerFeedback
+from .pepita_options import pepita_options_factors
+from .pepita_rule import Pepita
 
 register(Pepita())
 register(Backprop())
@@ -29,7 +32,7 @@ register(DRTP())
 register(ForwardForward())
 
 __all__ = ["pepita_updates", "bp_updates", "fa_updates", "dfa_updates", "drtp_updates",
-           "pepita_factors", "bp_factors", "fa_factors", "dfa_factors", "drtp_factors",
+           "pepita_factors", "pepita_options_factors", "bp_factors", "fa_factors", "dfa_factors", "drtp_factors",
            "chain_factors", "ff_factors", "ff_scores", "Factors", "forward", "forward_pass", "one_hot",
            "updates_from_factors", "CONV_UPDATES", "FirstLayerFeedback", "Rule", "Cost",
            "StepState", "register", "unregister", "get_rule", "rule_names"]
