@@ -1,5 +1,5 @@
 """Charts: every function's spec validates (altair validates in `to_dict`), keeps each inline
-dataset under altair's 5000-row limit, and renders through vl-convert; the module needs no torch.
+dataset under altair's 5000-row limit, and renders through vl-convert; the package needs no torch.
 
 Histories come from real tiny trainings (synthetic data); image-shaped activations (MNIST- and
 CIFAR-sized, 1024 units) are built by hand in the layout `records.activations_dataset` writes.
@@ -18,7 +18,7 @@ import xarray as xr
 import pepita_lab as pl
 from pepita_lab import plots
 
-PLOTS_FILE = Path(plots.__file__)
+PLOTS_FILES = sorted(Path(plots.__file__).parent.glob("*.py"))  # the package's modules
 TINY = dict(dataset="synthetic", hidden=(32, 16), epochs=2, batch_size=32, lr=0.05,
             device="cpu", subset=512)
 
@@ -367,11 +367,16 @@ def test_run_figures_of_several_runs(history, activations, tmp_path):
 
 
 def test_plots_imports_neither_torch_nor_the_torch_side_of_the_package():
-    for node in ast.walk(ast.parse(PLOTS_FILE.read_text())):
-        if isinstance(node, ast.Import):
-            assert not any(a.name.split(".")[0] in ("torch", "pepita_lab") for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0 and node.module.split(".")[0] not in ("torch", "pepita_lab")
+    assert len(PLOTS_FILES) > 1
+    for path in PLOTS_FILES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] in ("torch", "pepita_lab")
+                               for a in node.names), path.name
+            elif isinstance(node, ast.ImportFrom):  # `from .common import ...`: plots' own
+                assert node.level in (0, 1), path.name
+                assert node.level == 1 or node.module.split(".")[0] not in (
+                    "torch", "pepita_lab"), path.name
 
 
 def test_importing_pepita_lab_plots_loads_no_torch():

@@ -1,0 +1,98 @@
+"""Angle charts: the rule's update against the BP gradient per layer (`bp_alignment`), the net's
+end-to-end map against F (`f_alignment`), per-layer angles by depth (`layer_angles`) and weight
+mirroring's angle(B_l, W_l^T) (`mirror_angle_curves`).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import xarray as xr
+
+from .common import (_color, _default_color, _label, _sentence, _thin, _title, _tooltip,
+                     _with_run_dim, _x_axis, history_frame, run_settings)
+from .curves import _curve
+
+
+def bp_alignment(history: xr.Dataset, kind: str = "cosine", *, steps: bool = False,
+                 width: int = 400, height: int = 220):
+    """Per-layer alignment of the rule's update with the BP gradient over epochs (or traced
+    steps): `kind="cosine"` (bp_cosine) or `"angle"` (bp_angle, degrees); one panel per run."""
+    if kind not in ("cosine", "angle"):
+        raise ValueError(f"kind={kind!r} is not allowed: expected 'cosine' or 'angle'")
+    ds, name = _with_run_dim(history), ("step_" if steps else "") + f"bp_{kind}"
+    x = "step" if steps else "epoch"
+    df, k = _thin(history_frame(ds, name, dims=(x, "layer")).dropna(subset=[name]), x)
+    domain, ref = ([-1, 1], 0) if kind == "cosine" else ([0, 180], 90)
+    lines = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=_x_axis(x, df),
+        y=alt.Y(f"{name}:Q", title=_label(ds, name), scale=alt.Scale(domain=domain)),
+        color=alt.Color("layer:O", title="layer l (last = output)",
+                        scale=alt.Scale(scheme="tableau10")),
+        tooltip=_tooltip(ds, "run", x, "layer", name))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(ref))
+    chart = alt.layer(lines, rule, data=df).properties(width=width, height=height)
+    if df["run"].nunique() > 1:
+        chart = chart.facet(facet=alt.Facet("run:N", title=None), columns=2)
+    return chart.properties(title=_title(
+        f"Alignment with backprop ({kind}) per layer", f"one {x} in {k} shown" if k > 1 else ""))
+
+
+def layer_angles(history: xr.Dataset, name: str, color: str = "variant", *, width: int = 200,
+                 height: int = 160):
+    """A per-layer angle (`mirror_angle`, `implied_angle`, `bp_angle`, `feedback_angle`) over
+    epochs: rows by depth, columns by layer, a line per run coloured by `color`; None if no
+    run has a value."""
+    ds = _with_run_dim(history)
+    if ds.sizes.get("run", 0) == 0 or name not in ds:
+        return None
+    df = history_frame(ds, name, dims=("epoch", "layer")).dropna(subset=[name])
+    if df.empty:
+        return None
+    color = color if color in ds.coords else _default_color(ds)
+    lines = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+        x=_x_axis("epoch", df), y=alt.Y(f"{name}:Q", title=_label(ds, name),
+                                         scale=alt.Scale(domain=[0, 180])),
+        color=_color(ds, color), detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer",
+                                                                   name))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
+    chart = alt.layer(lines, rule, data=df).properties(width=width, height=height)
+    return chart.facet(row=alt.Row("depth:O", title="hidden layers"),
+                       column=alt.Column("layer:O", title="layer l")).properties(
+        title=_title(_sentence(_label(ds, name))))
+
+
+def mirror_angle_curves(history: xr.Dataset, color: str | None = None, *, width: int = 400,
+                        height: int = 250):
+    """The angle between each factor B_l of a factorised F and W_l^T over epochs (weight
+    mirroring drives it down): a line per run and layer, dashed by layer."""
+    ds = _with_run_dim(history)
+    df = history_frame(ds, "mirror_angle", dims=("epoch", "layer")).dropna(
+        subset=["mirror_angle"])
+    color = _color(ds, color or _default_color(ds))
+    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+        x=_x_axis("epoch", df), y=alt.Y("mirror_angle:Q", title=_label(ds, "mirror_angle"),
+                                        scale=alt.Scale(domain=[0, 180])),
+        color=color, strokeDash=alt.StrokeDash("layer:O", title="layer l"),
+        detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer", "mirror_angle"))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
+    return alt.layer(lines, rule).properties(width=width, height=height, title=_title(
+        "Weight mirroring: angle(B_l, W_l^T)"))
+
+
+def f_alignment(history: xr.Dataset, color: str | None = None, *, steps: bool = False,
+                width: int = 400, height: int = 250):
+    """The angle between the network's end-to-end map and F over epochs, with the 90-degree
+    line; coloured by `color` (default: "sign" if it varies across runs, else "rule")."""
+    ds = _with_run_dim(history)
+    if color is None:
+        color = "sign" if "sign" in run_settings(ds, varying_only=True) else "rule"
+    chart, note, _ = _curve(ds, "step_f_angle" if steps else "f_angle", color, "run", width,
+                            height, scale=alt.Scale(domain=[0, 180]))
+    ref = pd.DataFrame({"y": [90.0], "text": ["90 degrees: orthogonal"]})
+    rule = alt.Chart(ref).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
+    text = alt.Chart(ref).mark_text(align="right", baseline="top", dy=3, color="gray").encode(
+        y="y:Q", x=alt.value(width - 4), text="text:N")
+    return alt.layer(chart, rule, text).properties(title=_title(
+        "Alignment of the network with F", "above 90: anti-aligned (x + F e); below: aligned "
+        "(x - F e)", note))

@@ -1,0 +1,183 @@
+"""What every chart of `pepita_lab.plots` shares: the limits and labels (MAX_ROWS, EMBED_OPTIONS,
+LABELS), the tidy frame of a history (`history_frame`, `run_settings`), thinning epochs to fit
+altair's row limit, colours, tooltips, titles, the x axis and the accuracy zoom, and
+`save_chart`. No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+MAX_ROWS = 5000  # altair's default limit on inline rows per dataset
+# How charts are drawn in the lab (vega-embed options of altair's JupyterChart): on a canvas.
+# Each chart widget runs its own copy of vega, whose SVG gradient ids restart at gradient_0 in
+# every chart, so an SVG colour legend can show the gradient of another chart on the page
+# (seen: a grey image with a red-blue legend). A canvas has no ids to clash.
+EMBED_OPTIONS = {"renderer": "canvas"}
+# Legend labels are cut at 160 px by default, which hides the end of a run's name (its lr, its
+# widths); 400 px keeps every name the lab makes whole.
+LEGEND_LABEL_LIMIT = 400
+KEY_SETTINGS = ("rule", "dataset", "hidden", "f_scale", "lr", "seed")  # always in tooltips
+LABELS = {
+    "test_acc": "test accuracy", "train_acc": "train accuracy", "probe_acc": "probe accuracy",
+    "test_loss": "test loss (nats)", "train_loss": "train loss (nats)",
+    "probe_loss": "probe loss (nats)", "epoch_time": "epoch time (s)", "epoch_lr": "learning rate",
+    "f_angle": "angle between W_L...W_1 and F (degrees)",
+    "bp_cosine": "cosine(rule's dW_l, BP gradient)",
+    "bp_angle": "angle(rule's dW_l, BP gradient) (degrees)",
+    "weight_norm": "Frobenius norm of W_l", "update_norm": "Frobenius norm of dW_l",
+    "feedback_angle": "angle(B_l, forward map) (degrees)",
+    "mirror_angle": "angle(B_l, W_l^T) (degrees)",
+    "implied_angle": "angle(PEPITA's implied feedback, BP's) (degrees)",
+    "f_scale": "F scale", "lr": "learning rate", "batch_size": "batch size",
+    "keep_prob": "dropout keep probability", "output_error": "output error",
+    "label": "run",  # the explorer's run names
+}
+
+
+def _label(ds: xr.Dataset, name: str) -> str:
+    base = name.removeprefix("step_")
+    if base in LABELS:
+        return LABELS[base]
+    units = ds[name].attrs.get("units", "") if name in ds.variables else ""
+    return f"{name} ({units})" if units not in ("", "1") else name
+
+
+def _with_run_dim(ds: xr.Dataset) -> xr.Dataset:
+    """`ds` with a `run` dimension, even if one run was selected with `isel(run=0)`."""
+    if "run" in ds.dims:
+        return ds
+    scalars = [c for c, v in ds.coords.items() if v.ndim == 0 and c != "run"]
+    ds = ds.expand_dims("run") if "run" in ds.coords else ds.expand_dims(run=["run"])
+    return ds.assign_coords({c: ("run", [ds[c].item()]) for c in scalars})
+
+
+def run_settings(ds: xr.Dataset, varying_only: bool = False) -> list[str]:
+    """The run coordinates (hyperparameters) of `ds`; with `varying_only`, those that differ."""
+    ds = _with_run_dim(ds)
+    names = [c for c, v in ds.coords.items() if v.dims == ("run",) and c != "run"]
+    return [c for c in names if not varying_only or pd.Series(ds[c].values).nunique() > 1]
+
+
+def history_frame(history: xr.Dataset, variables, dims=("epoch",)) -> pd.DataFrame:
+    """A tidy frame of `variables` (a name or a list): one row per run and `dims` index, one
+    column per variable, plus `run` (made unique: "id (2)" for a repeated id), the `dims` and
+    every run setting as columns."""
+    names = [variables] if isinstance(variables, str) else list(variables)
+    ds = _with_run_dim(history)
+    for name in names:
+        if name not in ds.data_vars:
+            raise KeyError(f"{name!r} is not in the dataset; it has: {', '.join(ds.data_vars)}")
+        extra = set(ds[name].dims) - {"run", *dims}
+        if extra:
+            raise ValueError(f"{name!r} is over {ds[name].dims}: pass dims that cover "
+                             f"{sorted(extra)}")
+    ids = [str(r) for r in ds["run"].values]
+    if len(set(ids)) < len(ids):  # run ids leave out some settings (sign...): keep runs apart
+        ds = ds.assign_coords(run=[f"{r} ({ids[:i].count(r) + 1})" if ids.count(r) > 1 else r
+                                   for i, r in enumerate(ids)])
+    sub = ds[names]
+    order = ["run"] + [d for d in dims if d in sub.dims]
+    return sub.to_dataframe(dim_order=order).reset_index()
+
+
+def _thin(df: pd.DataFrame, x: str, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, int]:
+    """Keep every k-th value of `x` (and the last) until the frame has at most `max_rows`."""
+    values, k = np.sort(df[x].unique()), 1
+    while len(df) > max_rows and k < len(values):
+        k += 1
+        kept = set(values[::k]) | {values[-1]}
+        df = df[df[x].isin(kept)]
+    return df, k
+
+
+def _title(text: str, *subtitle: str) -> alt.TitleParams:
+    return alt.TitleParams(text, subtitle=[s for s in subtitle if s] or alt.Undefined)
+
+
+def _sentence(text: str) -> str:
+    """`text` with its first letter upper-cased (str.capitalize lowers the rest: W_l -> w_l)."""
+    return text[:1].upper() + text[1:]
+
+
+def _color(ds: xr.Dataset, name: str | None) -> alt.Color:
+    name = name or "run"
+    if name not in ds.coords:
+        raise ValueError(f"color={name!r} is not a run setting; choose from "
+                         f"{', '.join(['run', *run_settings(ds)])}")
+    legend = alt.Legend(labelLimit=LEGEND_LABEL_LIMIT)
+    if np.issubdtype(ds[name].dtype, np.number):  # ordered: lr, f_scale, sign, seed...
+        return alt.Color(f"{name}:O", title=_label(ds, name), scale=alt.Scale(scheme="viridis"),
+                         legend=legend)
+    return alt.Color(f"{name}:N", title=_label(ds, name), legend=legend)
+
+
+def _default_color(ds: xr.Dataset) -> str:
+    varying = run_settings(ds, varying_only=True)
+    return next((c for c in ("rule", "sign", "f_scale", "lr", "output_error", "hidden", "dataset",
+                             "seed") if c in varying), varying[0] if varying else "rule")
+
+
+def _tooltip(ds: xr.Dataset, *fields: str) -> list:
+    extra = run_settings(ds, varying_only=True) + [c for c in KEY_SETTINGS if c in ds.coords]
+    tips = []
+    for f in dict.fromkeys([*fields, *extra]):  # ordered, no duplicates
+        fmt = ".2%" if f.endswith("_acc") else (".4g" if f in ds.data_vars else alt.Undefined)
+        tips.append(alt.Tooltip(f, format=fmt))
+    return tips
+
+
+def _x_axis(x: str, df: pd.DataFrame, end: float = -math.inf) -> alt.X:
+    """The x axis over all of `df`'s values (even where a zoomed chart draws fewer), to `end`
+    at least."""
+    values = np.sort(df[x].unique())  # label only integers when there are few epochs
+    axis = alt.Axis(values=values.tolist(), format="d") if len(values) <= 12 else alt.Undefined
+    if not len(values):
+        return alt.X(f"{x}:Q", title=x, axis=axis)
+    domain = [float(values[0]), max(float(values[-1]), end)]
+    return alt.X(f"{x}:Q", title=x, axis=axis, scale=alt.Scale(domain=domain))
+
+
+def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):
+    """The y scale and axis of an accuracy zoomed to the trained nets, the rows drawn, and a
+    note on those left out. The untrained net (epoch 0) sits near chance: an axis from there
+    to 100 % squeezes 96.5 % and 97.7 % into one line. So each run's epoch 0 is left out when
+    the run has later values (a run diverged in its first epoch keeps it), once the kept values
+    span two epochs at least."""
+    finite = df[np.isfinite(df[name])]
+    trained = finite[x] > 0
+    has_trained = trained.groupby(finite["run"]).transform("any")
+    kept = finite[trained | ~has_trained]
+    if kept[x].nunique() < 2:  # one trained epoch: nothing to zoom into yet
+        return alt.Scale(domain=[0, 1]), alt.Axis(format=".0%"), df, ""
+    lo, hi = float(kept[name].min()), float(kept[name].max())
+    pad = max(0.15 * (hi - lo), 0.01)
+    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
+    below = df[df[name] < lo]
+    note = ""
+    if len(below):
+        where = f"{x} 0" if (below[x] == 0).all() else f"{len(below)} points"
+        v0, v1 = below[name].min(), below[name].max()
+        note = (f"axis zoomed to {lo:.1%}-{hi:.1%}; {where} ({v0:.1%}"
+                + (f"-{v1:.1%}" if v1 > v0 else "") + ") below, not drawn")
+    axis = alt.Axis(format=".1%" if hi - lo < 0.1 else ".0%")
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False), axis, df[df[name] >= lo], note
+
+
+def save_chart(chart, path, *, scale_factor: float = 2) -> Path:
+    """Write `chart` by the suffix of `path`: .png (at `scale_factor`), .svg, .html (with the
+    JavaScript inlined, so it opens offline) or .json (the Vega-Lite spec), via vl-convert."""
+    path = Path(path)
+    options = {".png": {"scale_factor": scale_factor}, ".svg": {}, ".html": {"inline": True},
+               ".json": {}}.get(path.suffix.lower())
+    if options is None:
+        raise ValueError(f"{path}: expected a .png, .svg, .html or .json file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chart.save(str(path), **options)
+    return path
