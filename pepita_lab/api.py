@@ -10,7 +10,7 @@ from typing import Callable
 
 import xarray as xr
 
-from .config import ConfigError, RunConfig, validate
+from .config import ConfigError, RunConfig
 from .data import TensorData, as_tensor_data, run_data
 from .devices import resolve_device
 from .records import run_id
@@ -18,6 +18,7 @@ from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, l
                     read_checkpoint, read_config, run_datasets)
 from .traces import Tracer
 from .preflight import check_memory
+from .rules import validate
 from .training import Trainer, trains_as_population
 
 __all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]

@@ -1,7 +1,10 @@
 """Run configuration, presets and validation: the one place where bad input is refused.
 
-The CLI, the Python API and the widgets all build a `RunConfig` and call `validate`, so an
-error reads the same wherever it comes from: it names the field, the value and what is allowed.
+Each field is checked here (`check_fields`: types, ranges, choices), whatever builds the
+`RunConfig` (the CLI, the Python API, the widgets); what needs the rules (the rule's name, the
+options and nets it takes) is checked above them, by `pepita_lab.rules.validate`, the one door
+into training, which calls `check_fields` first. An error reads the same wherever it comes from:
+it names the field, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -159,8 +162,8 @@ class RunConfig:
     eval_batch_size: int = setting(2000, "chunk size of the test evaluation", identity=False)
 
     def replace(self, **changes) -> "RunConfig":
-        """A copy with `changes` applied (validated)."""
-        return validate(dataclasses.replace(self, **changes))
+        """A copy with `changes` applied (its fields checked: `check_fields`)."""
+        return check_fields(dataclasses.replace(self, **changes))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -194,7 +197,7 @@ class RunConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
-        return validate(cls(**d))
+        return check_fields(cls(**d))
 
 
 PRESETS: dict[str, dict] = {
@@ -224,7 +227,7 @@ def preset(name: str, **overrides) -> RunConfig:
     """The config of preset `name` with `overrides` applied on top."""
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is unknown; allowed: {', '.join(PRESETS)}")
-    return validate(RunConfig(**{**PRESETS[name], **overrides}))
+    return check_fields(RunConfig(**{**PRESETS[name], **overrides}))
 
 
 def _fail(name: str, value, allowed: str):
@@ -288,11 +291,13 @@ def _int_tuple(name, value, *, low):
     return tuple(check_int(name, v, low=low) for v in value)
 
 
-def validate(cfg: RunConfig) -> RunConfig:
-    """Check every field of `cfg`; return it normalised (tuples, floats) or raise ConfigError."""
-    from .rules import get_rule, rule_names  # the registry (imports torch)
-
-    cfg.rule = _choice("rule", cfg.rule, rule_names())
+def check_fields(cfg: RunConfig) -> RunConfig:
+    """Check every field of `cfg` on its own (types, ranges, choices); return it normalised
+    (tuples, floats) or raise ConfigError. What needs the rules (the rule's name, the options
+    and nets it takes) is checked by `pepita_lab.rules.validate`, the door into training, which
+    calls this first."""
+    if not isinstance(cfg.rule, str) or not cfg.rule:
+        _fail("rule", cfg.rule, "expected a rule's name")
     cfg.dataset = _choice("dataset", cfg.dataset, DATASETS)
     cfg.model = _choice("model", cfg.model, MODELS)
     cfg.hidden = _int_tuple("hidden", cfg.hidden, low=1)
@@ -347,16 +352,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     cfg.premirror_epochs = check_int("premirror_epochs", cfg.premirror_epochs, low=0)
     cfg.mirror_period = check_int("mirror_period", cfg.mirror_period, low=1)
     cfg.ff_threshold = _float("ff_threshold", cfg.ff_threshold, low=0.0)
-    rule = get_rule(cfg.rule)
-    if cfg.model == "conv" and not rule.conv:
-        _fail("rule", cfg.rule, "this rule takes fully connected nets only (model='fc')")
-    for f in dataclasses.fields(cfg):
-        if (f.metadata["rule_option"] and f.name not in rule.options
-                and getattr(cfg, f.name) != field_default(f.name)):
-            takes = [n for n in rule_names() if f.name in get_rule(n).options]
-            _fail(f.name, getattr(cfg, f.name), f"rule {cfg.rule!r} does not read it (an "
-                  f"option of {', '.join(takes) or 'no registered rule'}); leave it at "
-                  f"{field_default(f.name)!r}")
     if cfg.model == "conv" and (cfg.normalize or cfg.f_distribution == "factorised"):
         name = "normalize" if cfg.normalize else "f_distribution"
         _fail(name, getattr(cfg, name), "fully connected nets only (model='fc')")
@@ -406,7 +401,7 @@ _KINDS = {"bool": "bool", "int": "int", "float": "float", "str": "str",
 def parse_field(name: str, text: str):
     """A command-line / sweep value of field `name` read as the field's type (widths as
     `256x128` or `256,128`; booleans as true/false/yes/no/1/0; `none` for optional fields);
-    ConfigError naming the field otherwise. Values are checked by `validate` afterwards."""
+    ConfigError naming the field otherwise. Values are checked by `check_fields` afterwards."""
     if name not in _FIELDS:
         raise ConfigError(f"config field {name!r} is unknown; allowed: "
                           f"{', '.join(field_names())}")
@@ -430,7 +425,7 @@ def parse_field(name: str, text: str):
     return text
 
 
-__all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "validate", "DATASETS",
+__all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "check_fields", "DATASETS",
            "IMAGE_SHAPES", "N_CLASSES", "INPUT_SIZES", "SPLIT_SIZES", "MODELS", "CONV_UPDATES", "PRECISIONS", "COMPILE_MODES",
            "MEMBER_FIELDS", "IDENTITY_FIELDS", "field_names", "field_doc", "field_kind", "field_join",
            "field_default", "INITS", "MOMENTUM_STYLES", "PEPITA_VARIANTS",

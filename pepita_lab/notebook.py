@@ -108,7 +108,7 @@ def train_once(config, name: str, **kwargs):
     unfinished run) is never overwritten: the run goes to `name-2`, `name-3`, ... Says which
     in one line. `kwargs` are `pepita_lab.train`'s."""
     from .api import train
-    from .config import validate
+    from .rules import validate
     from .store import load_run
 
     config = validate(config)

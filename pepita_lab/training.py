@@ -24,12 +24,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .config import MEMBER_FIELDS, ConfigError, RunConfig, field_kind, validate
+from .config import MEMBER_FIELDS, ConfigError, RunConfig, field_kind
 from .data import TensorData, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
 from .kernels import maps_layout
 from .nets import Net, init_net
-from .rules import Factors, get_rule
+from .rules import Factors, get_rule, validate
 from .rules.base import DIVERGENCE_LOSS
 from .rules.common import bias_update, weight_update
 

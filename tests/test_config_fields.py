@@ -19,7 +19,8 @@ from pepita_lab.config import (CONV_FIELDS, IDENTITY_FIELDS, MEMBER_FIELDS, Conf
 OTHER_NAME = {"rule": "bp", "dataset": "synthetic", "model": "conv", "conv_update": "icml-code",
               "f_distribution": "gaussian", "output_error": "clean", "device": "cpu",
               "precision": "bf16", "compile": "default", "data_dir": "/tmp/elsewhere",
-              "momentum_style": "torch", "init": "he-normal", "pepita_variant": "forward"}
+              "momentum_style": "torch", "init": "he-normal", "pepita_variant": "forward",
+              "time_local_masks": "shared"}
 # Fields that take another value only with other settings beside them.
 NEEDS = {"ff_threshold": ["--rule", "ff"], "weight_mirroring": ["--f-distribution", "factorised"]}
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 import pepita_lab as pl
 from pepita_lab.cli import main
-from pepita_lab.config import ConfigError, RunConfig, field_names, validate
+from pepita_lab.config import ConfigError, RunConfig, field_names
+from pepita_lab.rules import validate
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 200),

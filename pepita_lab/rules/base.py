@@ -74,7 +74,7 @@ class Rule:
     # (weights, x, target, ...) -> list of dW; None if the rule has none
     reference: ClassVar[Callable | None] = None
     # the config fields marked `rule_option` that this rule reads (any other stays at its
-    # default: `config.validate` refuses a value the rule would ignore)
+    # default: `rules.validate` refuses a value the rule would ignore)
     options: ClassVar[tuple[str, ...]] = ()
     # a mean batch loss above this (or not finite) stops the run as diverged (the loop's
     # DIVERGENCE_LOSS for the cross-entropy of a softmax output; a rule with its own loss
