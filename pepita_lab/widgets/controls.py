@@ -11,8 +11,8 @@ import dataclasses
 import ipywidgets as W
 
 from ..config import (DATASETS, F_DISTRIBUTIONS, INITS, MOMENTUM_STYLES, PEPITA_VARIANTS,
-                      RunConfig, validate)
-from ..rules import rule_names
+                      RunConfig)
+from ..rules import rule_names, validate
 
 WIDTHS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 MAX_DEPTH = 4

@@ -1,7 +1,7 @@
 """The explorer: sliders for a run's settings, Run / Stop / Clear buttons, live charts.
 
 A thin layer over the same API as the command line: the controls (`controls.py`) build a
-`RunConfig` (validated in `config.py`), `pepita_lab.train` runs it in a background thread, and
+`RunConfig` (validated by `rules.validate`), `pepita_lab.train` runs it in a background thread, and
 the charts are `pepita_lab.plots` functions of the runs' history datasets, redrawn after every
 epoch in an altair `JupyterChart` (updated in place). Every finished run is kept and overlaid.
 """
@@ -20,7 +20,8 @@ import xarray as xr
 
 from .. import plots
 from ..api import Run, run_datasets, train
-from ..config import ConfigError, RunConfig, validate
+from ..config import ConfigError, RunConfig
+from ..rules import validate
 from ..traces import Tracer
 from .charts import CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, _placeholder
 from .controls import (MAX_DEPTH, OPTION_FIELDS, config_from_controls, make_controls,

@@ -13,7 +13,8 @@ import ipywidgets as W
 import xarray as xr
 
 from .. import plots
-from ..config import ConfigError, RunConfig, validate
+from ..config import ConfigError, RunConfig
+from ..rules import validate
 from .charts import _placeholder
 
 
