@@ -1,7 +1,7 @@
 """The explorer's controls, to and from a RunConfig: a widget per setting starting at a base
 config's value (`make_controls`, with the ICLR 2024 PEPITA and Forward-Forward options of
-`option_controls`), and the config they show (`config_from_controls`, validated in
-`config.py`).
+`option_controls`), and the config they show (`config_from_controls`, validated by
+`rules.validate`).
 """
 
 from __future__ import annotations
