@@ -7,8 +7,27 @@ Measurements behind each choice: docs/performance.md and docs/conv.md.
 from __future__ import annotations
 
 import torch
+from typing import Callable
+
 from torch import Tensor
 from torch.nn import functional as nnf
+
+
+def per_member(fn: Callable[..., Tensor], *ts: Tensor | None, base: tuple[int, ...]) -> Tensor:
+    """`fn(*ts)`, a 4-D conv primitive, for the leading K of members: a tensor with one dim more
+    than its `base` dim (say 5 for maps and kernels, 4 by themselves) holds K members' and is
+    sliced per member, one without is shared by them (the data's images). The K results stack
+    to (K, ...): for K = 1 a view of the one result (no copy, its layout kept); if no tensor
+    carries a K (one net's weights, as the pure rules take them), `fn(*ts)` itself."""
+    lead = [t is not None and t.dim() > d for t, d in zip(ts, base)]
+    if not any(lead):
+        return fn(*ts)
+    K = next(t.shape[0] for t, has in zip(ts, lead) if has)
+
+    def member(k: int) -> Tensor:
+        return fn(*(t[k] if has else t for t, has in zip(ts, lead)))
+
+    return member(0).unsqueeze(0) if K == 1 else torch.stack([member(k) for k in range(K)])
 
 
 def max_pool(h: Tensor, pool: int) -> Tensor:
@@ -40,7 +59,9 @@ def maps_layout(x: Tensor) -> Tensor:
     strided max-pool are faster and the convolution needs no reorder of its output; measured
     for the paper's MNIST maps at batch 50: max-pool 0.07 ms against 0.25 ms, `conv2d_weight`
     0.29 against 0.35 ms. A single-channel image has the same memory either way: only its
-    strides are restated (no copy)."""
+    strides are restated (no copy). Members' maps (K, B, c, H, W): each member's so."""
+    if x.dim() == 5:
+        return per_member(maps_layout, x, base=(4,))
     if x.device.type != "cpu" or x.dim() != 4:
         return x
     B, c, H, W = x.shape
@@ -68,9 +89,14 @@ def _fused_conv_relu(x: Tensor, W: Tensor) -> bool:
 
 
 def conv_relu(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
-    """`relu(conv2d(x, W) + b)` (stride 1, no padding). On the CPU one oneDNN call with the
+    """`relu(conv2d(x, W) + b)` (stride 1, no padding); members' (x (K, B, c, H, W) or shared,
+    W (K, c', c, k, k), b (K, c')) through `per_member`. On the CPU one oneDNN call with the
     ReLU fused in (the map is written once instead of written, read and rewritten), on
     channels-last maps; elsewhere conv2d, then an in-place ReLU."""
+    return per_member(_conv_relu, x, W, b, base=(4, 4, 1))
+
+
+def _conv_relu(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
     x = maps_layout(x)
     if _fused_conv_relu(x, W):
         return torch.ops.mkldnn._convolution_pointwise(x, W, b, [0, 0], [1, 1], [1, 1], 1,

@@ -2,8 +2,11 @@
 forward pass, for one net or a population of K nets of one architecture.
 
 A net is a list of weights: conv layers first (4-D, `(out_c, in_c, k, k)`: conv2d, stride 1,
-no padding, then ReLU), then fully connected ones (2-D, `(out, in)`; a population's are 3-D,
-`(K, out, in)`), the last one the softmax output. A conv layer's output `h_l` (B, c, H', W') is
+no padding, then ReLU), then fully connected ones (2-D, `(out, in)`), the last one the softmax
+output. The training loop holds every net as a population of K (K = 1 for a single run): each
+weight with a leading K, `(K, out, in)` and `(K, out_c, in_c, k, k)`; the forward pass takes
+either (a fully connected layer by broadcasting, a conv layer member by member:
+`kernels.per_member`). A conv layer's output `h_l` (B, c, H', W') is
 where rules take their signals; the next layer sees it max-pooled by `pool` (and flattened if
 that layer is fully connected).
 
@@ -24,15 +27,16 @@ from torch import Tensor
 from torch.nn import functional as nnf
 
 from .config import ConfigError
-from .kernels import conv_relu, max_pool, maps_layout
+from .kernels import conv_relu, max_pool, maps_layout, per_member
 
 
 # ---------------------------------------------------------------- forward pass
 
 
 def is_conv(W: Tensor) -> bool:
-    """A 4-D weight `(out_c, in_c, k, k)` is a conv layer (population weights are 3-D)."""
-    return W.dim() == 4
+    """A conv layer: a 4-D weight `(out_c, in_c, k, k)`, or K of them (5-D); fully connected
+    weights are 2-D or 3-D."""
+    return W.dim() >= 4
 
 
 def conv_output_shape(shape: tuple[int, int, int],
@@ -55,7 +59,7 @@ def layer_shapes(weights: list[Tensor], in_shape: tuple[int, ...],
     for l, W in enumerate(weights):
         if l > 0 and is_conv(weights[l - 1]):
             shape = pooled_shape(shape, pool)
-        shape = conv_output_shape(shape, tuple(W.shape)) if is_conv(W) else (W.shape[0],)
+        shape = conv_output_shape(shape, tuple(W.shape[-4:])) if is_conv(W) else (W.shape[-2],)
         shapes.append(shape)
     return shapes
 
@@ -68,7 +72,7 @@ def layer_input(h: Tensor, below: Tensor, W: Tensor, pool: int) -> Tensor:
         return h
     if pool > 1:
         h = max_pool(h, pool)  # (B, c, H' // pool, W' // pool)
-    return h if is_conv(W) else h.flatten(1)  # channel-first: a copy from channels-last maps
+    return h if is_conv(W) else h.flatten(-3)  # channel-first: a copy from channels-last maps
 
 
 def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
@@ -127,8 +131,9 @@ def forward(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
 def pre_activation(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
     """`x W^T + b`, or `conv2d(x, W) + b` for a conv layer. Also for a population: W (K, out,
     in), x (B, in) or (K, B, in), b (K, 1, out)."""
-    if is_conv(W):
-        return nnf.conv2d(maps_layout(x), W, b)  # (B, out_c, H - k + 1, W - k + 1)
+    if is_conv(W):  # (B, out_c, H - k + 1, W - k + 1), or (K, B, ...)
+        return per_member(lambda x, W, b: nnf.conv2d(maps_layout(x), W, b), x, W, b,
+                          base=(4, 4, 1))
     if b is None:
         return x @ W.mT
     return torch.addmm(b, x, W.T) if W.dim() == 2 else torch.baddbmm(b, x.expand(
@@ -143,6 +148,8 @@ class Net:
     """A bias-free (by default) net and the fixed matrices its learning rule needs. Conv nets
     take flat inputs (B, C H W) like the data hold them and view them as `image_shape`."""
 
+    # one net's shapes; the training loop's nets carry a leading K on every tensor (and a fully
+    # connected layer's bias is (K, 1, out), broadcasting over the batch): `members`
     weights: list[Tensor]  # weights[l]: (out_l, in_l), or (out_c, in_c, k, k) for conv layers
     biases: list[Tensor] | None = None  # biases[l]: (out_l,)
     F: Tensor | None = None  # (d, C), PEPITA's input projection of the error
@@ -167,12 +174,12 @@ class Net:
     @property
     def sizes(self) -> list[int]:
         """Units per layer: input, each layer's output (a conv layer: c H' W'), classes."""
-        d = math.prod(self.image_shape) if self.is_conv else self.weights[0].shape[1]
+        d = math.prod(self.image_shape) if self.is_conv else self.weights[0].shape[-1]
         return [d] + [math.prod(s) for s in self.layer_shapes]
 
     def shape_input(self, x: Tensor) -> Tensor:
-        """x (B, d) as the first layer takes it: (B, C, H, W) images for a conv net."""
-        return x.view(x.shape[0], *self.image_shape) if self.is_conv else x
+        """x (..., B, d) as the first layer takes it: (..., B, C, H, W) images for a conv net."""
+        return x.view(*x.shape[:-1], *self.image_shape) if self.is_conv else x
 
     def params(self) -> list[Tensor]:
         """The trained tensors, in a fixed order (weights, then biases)."""

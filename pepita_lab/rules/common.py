@@ -7,9 +7,11 @@ like the layer's output, `a_l` like its input, such that the batch-mean update i
 `dW_l = delta_l^T a_l / B` for a fully connected layer and its convolutional form for a conv
 layer (the sum over output positions of `delta_l[:, :, i, j]^T patch_ij(a_l)`, over B),
 and `db_l = mean(delta_l)` summed over positions for nets with biases. The same code trains a
-population of K fully connected nets at once: weights (K, out, in), factors (K, B, ...), every
-product batched by broadcasting. The training loop folds that product into the momentum buffer;
-the pure `*_updates` functions return it.
+population of K nets at once (the training loop's only shape; K = 1 for a single run): weights
+(K, out, in) or (K, out_c, in_c, k, k), factors (K, B, ...), every fully connected product
+batched by broadcasting, every conv primitive applied member by member (`kernels.per_member`).
+The training loop folds that product into the momentum buffer; the pure `*_updates` functions
+take one net's weights (no K) and return it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor
 from torch.nn import functional as nnf
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from ..kernels import channel_first, maps_layout, pool_winners
+from ..kernels import channel_first, maps_layout, per_member, pool_winners
 from ..nets import conv_output_shape, is_conv, pooled_shape
 
 
@@ -30,6 +32,7 @@ from ..nets import conv_output_shape, is_conv, pooled_shape
 class Factors:
     """Per-layer factors of a rule's update, plus the clean pass's output for metrics."""
 
+    # in the loop each with a leading K (an input the members share may lack it: the data)
     deltas: list[Tensor]  # deltas[l]: (B, out_l), or (B, c_l, H'_l, W'_l) for a conv layer
     inputs: list[Tensor]  # inputs[l]: (B, in_l), or (B, c_{l-1}, H_l, W_l) for a conv layer
     # (B, C) softmax output of the standard (clean) pass; None for a rule without a softmax
@@ -100,19 +103,22 @@ def carry_down(delta: Tensor, carrier: Tensor, a_in: Tensor, below: Tensor, h_be
     winner of each window holds the pooled value `a_in`, so `relu'` there is `a_in > 0`, and
     every other position gets nothing; the same numbers as on the full map, at a quarter of
     the work for a 2x2 pool."""
-    if is_conv(carrier):
-        g = conv2d_input(a_in.shape, carrier, delta)  # (B, c, H_in, W_in)
+    if is_conv(carrier):  # (B, c, H_in, W_in), members' (K, B, ...)
+        g = per_member(lambda d, C, a: conv2d_input(a.shape, C, d), delta, carrier, a_in,
+                       base=(4, 4, 4))
     else:
         g = delta @ carrier  # (B, in)
     if not is_conv(below):
         return g * relu_grad(h_below, mask)
-    B, c, H, W = h_below.shape
+    *lead, c, H, W = h_below.shape  # lead: (B,) or (K, B)
     pooled_side = pool > 1 and mask is None
     if pooled_side:
         g = g * torch.sign(a_in)  # relu' at the winners: a_in >= 0 (pooled ReLU outputs)
-    g = maps_layout(g.reshape(B, c, H // pool, W // pool))  # undo the flatten
+    g = maps_layout(g.reshape(*lead, c, H // pool, W // pool))  # undo the flatten
     if pool > 1:  # the gradient goes to the position that won each pooling window
-        g = nnf.max_unpool2d(g, pool_winners(h_below, pool), pool, output_size=(H, W))
+        g = per_member(lambda g, h: nnf.max_unpool2d(g, pool_winners(h, pool), pool,
+                                                     output_size=(H, W)), g, h_below,
+                       base=(4, 4))
     return g if pooled_side else g * relu_grad(h_below, mask)
 
 
@@ -129,7 +135,12 @@ def project_onto_map(s: Tensor, B_l: Tensor, h: Tensor) -> Tensor:
     """`s @ B_l` (B, n) viewed as the map `h` (B, c, H, W), B_l's columns channel-first like
     every flattened map, computed straight into `h`'s layout: for channels-last maps from a
     copy of B_l with its columns reordered (n C numbers instead of B n, and no product of
-    mixed layouts, which is many times slower)."""
+    mixed layouts, which is many times slower). Members' (s (K, B, C), B_l (K, C, n), h
+    (K, B, c, H, W)) member by member."""
+    return per_member(_project_onto_map, s, B_l, h, base=(2, 2, 4))
+
+
+def _project_onto_map(s: Tensor, B_l: Tensor, h: Tensor) -> Tensor:
     B, c, H, W = h.shape
     if h.is_contiguous() or not h.is_contiguous(memory_format=torch.channels_last):
         return (s @ B_l).view(h.shape)
@@ -139,20 +150,29 @@ def project_onto_map(s: Tensor, B_l: Tensor, h: Tensor) -> Tensor:
 
 def weight_update(delta: Tensor, a: Tensor) -> Tensor:
     """`delta^T a` summed over the batch; for a conv layer its convolutional form, summed over
-    the batch and the output positions too (one convolution, no loop over positions)."""
-    if delta.dim() == 4:  # both in delta's layout: oneDNN is slow on mixed ones
-        kh, kw = a.shape[2] - delta.shape[2] + 1, a.shape[3] - delta.shape[3] + 1
-        if delta.is_contiguous(memory_format=torch.channels_last):
-            a = maps_layout(a)
-        else:
-            a, delta = channel_first(a), delta.contiguous()
-        return conv2d_weight(a, (delta.shape[1], a.shape[1], kh, kw), delta)
+    the batch and the output positions too (one convolution, no loop over positions). Members'
+    factors give (K, out, in) (a shared input broadcasts), or (K, out_c, in_c, k, k)."""
+    if delta.dim() >= 4:
+        return per_member(_conv_weight_update, delta, a, base=(4, 4))
     return delta.mT @ a
 
 
-def bias_update(delta: Tensor) -> Tensor:
-    """`delta` summed over the batch (and a conv layer's output positions): (out,)."""
-    return delta.sum((0, 2, 3)) if delta.dim() == 4 else delta.sum(0)
+def _conv_weight_update(delta: Tensor, a: Tensor) -> Tensor:
+    kh, kw = a.shape[2] - delta.shape[2] + 1, a.shape[3] - delta.shape[3] + 1
+    if delta.is_contiguous(memory_format=torch.channels_last):  # both in delta's layout:
+        a = maps_layout(a)  # oneDNN is slow on mixed ones
+    else:
+        a, delta = channel_first(a), delta.contiguous()
+    return conv2d_weight(a, (delta.shape[1], a.shape[1], kh, kw), delta)
+
+
+def bias_update(delta: Tensor, keepdim: bool = False) -> Tensor:
+    """`delta` summed over the batch (and a conv layer's output positions): (out,), members'
+    (K, out); with `keepdim` a fully connected layer's keeps the batch's axis, (K, 1, out), as
+    the loop holds its biases."""
+    if delta.dim() >= 4:
+        return delta.sum((-4, -2, -1))
+    return delta.sum(-2, keepdim=keepdim)
 
 
 def updates_from_factors(f: Factors) -> list[Tensor]:

@@ -64,7 +64,8 @@ def ff_factors(weights: list[Tensor], x: Tensor, target: Tensor, wrong: Tensor, 
     data, rows B..2B-1 the negative; `loss` (B,) is each pair's summed over the layers
     (`(l_pos + l_neg) / 2`, so its batch mean is the sum over layers of the mean over 2B).
     Dropout masks (B, n_l), if any, are shared by a sample's two passes. The output layer
-    gets zero factors (FF does not train it)."""
+    gets zero factors (FF does not train it). Members' weights (K, out, in) give factors
+    (K, 2B, ...) and `loss` (K, B)."""
     B, C = target.shape
     if x.shape[-1] < C:
         raise ValueError(f"Forward-Forward writes the label into the first {C} input "
@@ -78,14 +79,15 @@ def ff_factors(weights: list[Tensor], x: Tensor, target: Tensor, wrong: Tensor, 
     for l, W in enumerate(weights[:-1]):
         z = pre_activation(W, h, None if biases is None else biases[l]).relu_()
         if masks is not None:
-            z = z * masks[l].repeat(2, 1)
-        logits = z.pow(2).sum(-1) - threshold * z.shape[-1]
-        deltas.append((torch.sigmoid(logits) - y)[:, None] * z)
+            z = z * torch.cat([masks[l], masks[l]], -2)
+        logits = z.pow(2).sum(-1) - threshold * z.shape[-1]  # (2B,) or (K, 2B)
+        deltas.append((torch.sigmoid(logits) - y)[..., None] * z)
         inputs.append(h)
-        per_sample = nnf.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        loss += (per_sample[:B] + per_sample[B:]) / 2
+        per_sample = nnf.binary_cross_entropy_with_logits(logits, y.expand_as(logits),
+                                                          reduction="none")
+        loss = loss + (per_sample[..., :B] + per_sample[..., B:]) / 2
         h = rms_normalized(z)
-    deltas.append(torch.zeros(2 * B, weights[-1].shape[0], **kw))
+    deltas.append(torch.zeros(*h.shape[:-1], weights[-1].shape[-2], **kw))
     inputs.append(h)
     return Factors(deltas=deltas, inputs=inputs, probs=None, loss=loss, n=B)
 
@@ -102,11 +104,11 @@ def ff_scores(weights: list[Tensor], x: Tensor, n_classes: int,
     x0[:, :C] = 0
     rms = ((x0.pow(2).sum(-1, keepdim=True) + 1.0) / x.shape[-1]).sqrt() + EPS  # (B, 1)
     W1 = weights[0]
-    shared = (x0 @ W1.T) / rms  # (B, n_1)
-    scores = torch.zeros(x.shape[0], C, device=x.device, dtype=x.dtype)
+    shared = (x0 @ W1.mT) / rms  # (B, n_1), members' (K, B, n_1)
+    scores = torch.zeros(*shared.shape[:-1], C, device=x.device, dtype=x.dtype)
     keep = goodness_layers(L)
     for c in range(C):
-        a = shared + W1[:, c] / rms
+        a = shared + W1[..., None, :, c] / rms
         if biases is not None:
             a = a + biases[0]
         z = a.relu_()
@@ -115,7 +117,7 @@ def ff_scores(weights: list[Tensor], x: Tensor, n_classes: int,
                 z = pre_activation(weights[l], rms_normalized(z),
                                    None if biases is None else biases[l]).relu_()
             if l in keep:
-                scores[:, c] += z.pow(2).mean(-1)
+                scores[..., c] += z.pow(2).mean(-1)
     return scores
 
 
@@ -154,7 +156,7 @@ class ForwardForward(Rule):
         return f
 
     def scores(self, net, x, settings) -> Tensor:
-        return ff_scores(net.weights, x, net.weights[-1].shape[0], net.biases)
+        return ff_scores(net.weights, x, net.weights[-1].shape[-2], net.biases)
 
     def step_cost(self, sizes, batch_size, **options) -> Cost:
         """MACs: a forward pass of the hidden layers and their updates on 2B samples (positive

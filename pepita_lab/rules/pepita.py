@@ -37,9 +37,12 @@ OUTPUT_ERRORS = ("modulated", "clean")
 
 
 def modulated_input(x: Tensor, e: Tensor, F: Tensor, sign) -> Tensor:
-    """`x + sign * e F^T`: the input of the second pass, shaped like x ((B, d) or images)."""
+    """`x + sign * e F^T`: the input of the second pass, shaped like x ((B, d) or images; with
+    members' e (K, B, C) and F (K, d, C), (K, B, ...))."""
     projected = e @ F.mT  # e (B, C), F (d, C): (B, d)
-    return x + sign * (projected.view(x.shape) if x.dim() == 4 else projected)
+    if x.dim() >= 4:  # images (B, C_in, H, W)
+        projected = projected.view(*projected.shape[:-1], *x.shape[-3:])
+    return x + sign * projected
 
 
 def pepita_deltas(hs: list[Tensor], hs_err: list[Tensor], target: Tensor, output_error: str,
@@ -50,7 +53,8 @@ def pepita_deltas(hs: list[Tensor], hs_err: list[Tensor], target: Tensor, output
     deltas = [h.sub_(h_err) for h, h_err in zip(hs[1:-1], hs_err[1:-1])]
     if conv_update == "icml-code":
         B = target.shape[-2]
-        deltas = [d * (-1.0 / (B * d[0, 0].numel())) if d.dim() == 4 else d for d in deltas]
+        deltas = [d * (-1.0 / (B * d.shape[-2] * d.shape[-1])) if d.dim() >= 4 else d
+                  for d in deltas]
     out = hs_err[-1] if output_error == "modulated" else hs[-1]
     return deltas + [out - target]
 

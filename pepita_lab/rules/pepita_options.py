@@ -102,16 +102,13 @@ def mirror_step(net, settings, batch: int, generators: list[torch.Generator]) ->
     `y = phi_l(W_l xi + b_l)` (ReLU, normalised as the forward pass if `normalize`; softmax
     for the output layer; no dropout), and `B_l += mirror_lr (xi^T y / B - mirror_decay B_l)`,
     which drives B_l towards a multiple of W_l^T; then every B_l is rescaled so that
-    F = B_1 ... B_L keeps std `f_scale sqrt(2 / d)`, and `net.F` is that product. A population
-    (weights (K, out, in)) draws each member's noise from its own generator."""
+    F = B_1 ... B_L keeps std `f_scale sqrt(2 / d)`, and `net.F` is that product. The loop's net
+    (weights (K, out, in)): each member's noise from its own generator."""
     L = len(net.weights)
     for l, W in enumerate(net.weights):
         n_in = W.shape[-1]
-        if W.dim() == 2:
-            xi = torch.randn(batch, n_in, generator=generators[0], device=W.device)
-        else:
-            xi = torch.stack([torch.randn(batch, n_in, generator=g, device=W.device)
-                              for g in generators])
+        xi = torch.stack([torch.randn(batch, n_in, generator=g, device=W.device)
+                          for g in generators])  # (K, B, n_in)
         xi = xi * settings.mirror_noise
         xi = xi - xi.mean((-2, -1), keepdim=True)
         a = pre_activation(W, xi, None if net.biases is None else net.biases[l])
@@ -122,8 +119,8 @@ def mirror_step(net, settings, batch: int, generators: list[torch.Generator]) ->
             if settings.normalize:
                 y = batch_normalized(y)
         update = xi.mT @ y / batch  # (..., n_in, n_out), shaped like B_l = W_l^T
-        net.F_factors[l].add_(update - settings.mirror_decay * net.F_factors[l],
-                              alpha=settings.mirror_lr)
+        B_l = net.F_factors[l]  # one net's (with one generator) has no K: the view drops it
+        B_l.add_((update - settings.mirror_decay * B_l).view_as(B_l), alpha=settings.mirror_lr)
     d = net.weights[0].shape[-1]
     target = f_std(d, settings.f_scale)
     if torch.is_tensor(target):
