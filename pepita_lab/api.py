@@ -18,7 +18,6 @@ from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, l
                     read_checkpoint, read_config, run_datasets)
 from .traces import Tracer
 from .preflight import check_memory
-from .rules import validate
 from .training import Trainer, trains_as_population
 
 __all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]
@@ -43,13 +42,20 @@ def _check_snapshot_epochs(snapshot_epochs) -> tuple[int, ...] | None:
 
 
 def as_config(config) -> RunConfig:
-    """`config` validated: a RunConfig, or a dict of its fields."""
+    """`config` as a RunConfig (a RunConfig, or a dict of its fields); the `Trainer`
+    validates it on the way into training."""
     if isinstance(config, dict):
         return RunConfig.from_dict(config)
     if not isinstance(config, RunConfig):
         raise ConfigError(f"config={config!r:.60} is not allowed: expected a RunConfig "
                           "(pepita_lab.preset(...) or RunConfig(...)) or a dict of its fields")
-    return validate(config)
+    return config
+
+
+def _check_memory(configs: list[RunConfig]) -> None:
+    """The Trainer's preflight: a population needs the memory of one net K times as wide."""
+    K, base = len(configs), configs[0]
+    check_memory(base.replace(hidden=tuple(K * w for w in base.hidden)))
 
 
 def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
@@ -71,7 +77,7 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
     finally:
         if store is not None:
             store.close()
-    return Run(trainer.config, history, activations, trainer.net, status,
+    return Run(trainer.config, history, activations, trainer.members[0].net, status,
                None if store is None else store.path)
 
 
@@ -97,19 +103,13 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
     config = as_config(config)
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
-    data = None if data is None else as_tensor_data(data, config)  # checked, before writing
-    check_memory(config)
+    # validated, memory and data checked, before anything is written
+    trainer = Trainer(config, data, progress=progress, preflight=_check_memory)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
     store = None
     if out is not None:
         store = RunStore(Path(out), tracer)
-        store.open(config, overwrite=overwrite)
-    try:
-        trainer = Trainer(config, data, progress=progress)
-    except BaseException:
-        if store is not None:
-            store.abandon()
-        raise
+        store.open(trainer.config, overwrite=overwrite)
     return _fit(trainer, tracer, store, callbacks, should_stop)
 
 
@@ -136,11 +136,9 @@ def resume(path: str | Path, *, data: TensorData | None = None, progress: bool =
                                   f"{state['epoch']} epochs done; resuming can only extend a "
                                   "run (or keep its length)")
             config = config.replace(epochs=epochs)
-        check_memory(config)
-        data = None if data is None else as_tensor_data(data, config)
         trace_state = state.get("callbacks", {}).get("Tracer")
         tracer = None if trace_state is None else Tracer(trace_state.get("every_steps"))
-        trainer = Trainer(config, data, progress=progress)
+        trainer = Trainer(config, data, progress=progress, preflight=_check_memory)
         trainer.callbacks = [tracer] if tracer is not None else []
         trainer.load_state_dict(state)
         store.tracer = tracer
@@ -167,9 +165,7 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
     configs = [as_config(c) for c in configs]
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
-    data = None if data is None else as_tensor_data(data, configs[0])
-    check_memory(configs[0].replace(hidden=tuple(len(configs) * w for w in configs[0].hidden)))
-    pop = Trainer(list(configs), data, progress=progress)
+    pop = Trainer(list(configs), data, progress=progress, preflight=_check_memory)
     stores = []
     try:
         for member in pop.members:

@@ -13,6 +13,7 @@ import pepita_lab as pl
 from pepita_lab.config import ConfigError, RunConfig
 from pepita_lab.nets import chain_product, he_normal, init_F_factors, init_net
 from pepita_lab.rules import pepita_options_factors as pepita_factors, updates_from_factors
+from pepita_lab.members import member_velocity
 from pepita_lab.rules.pepita_options import mirror_step, mirrors_in
 from pepita_lab.rules.reference import (mirror_reference, pepita_reference, sgd_reference,
                                         time_local_reference)
@@ -72,20 +73,21 @@ def trainer(**kw):
 @pytest.mark.parametrize("wd", [0.0, 0.01])
 def test_weight_decay_and_momentum_conventions_equal_the_reference(style, wd):
     t = trainer(momentum_style=style, weight_decay=wd, bias=True)
+    run = t.members[0]  # the run's views (the loop's tensors and factors carry a K = 1)
     x, y = t.data.x_train[:32], t.data.y_train[:32]
-    velocity = [v.double() for v in t.velocity]
-    params = [p.double() for p in t.net.params()]
+    velocity = [v.double() for v in member_velocity(t.velocity, t.net, 0)]
+    params = [p.double() for p in run.net.params()]
     for lr in (0.1, 0.03):  # an lr change: where the two conventions part
         f = t.factors(x, t.eye[y], None)
         n_w = len(t.net.weights)
-        dW = [d.double() for d in updates_from_factors(f)]
-        db = [d.double().sum(0) / f.batch for d in f.deltas]
+        dW = [d.double()[0] for d in updates_from_factors(f)]
+        db = [d.double()[0].sum(0) / f.batch for d in f.deltas]
         t.apply(f, lr)
         grads = dW + db[:len(params) - n_w]
         stepped = [sgd_reference(p, v, g, lr=lr, momentum=0.9, weight_decay=wd, style=style)
                    for p, v, g in zip(params, velocity, grads)]
         params, velocity = [s[0] for s in stepped], [s[1] for s in stepped]
-        for got, want in zip(t.net.params(), params):
+        for got, want in zip(run.net.params(), params):
             torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
 
 
@@ -100,17 +102,17 @@ def test_the_conventions_agree_at_a_constant_lr_and_part_at_an_lr_change():
 
 def test_time_local_step_equals_two_momentum_steps():
     t = trainer(pepita_variant="time-local")
-    net = t.net
+    net = t.members[0].net  # the run's views (the loop's tensors carry a K = 1)
     x, y = t.data.x_train[:20], t.data.y_train[:20]
     weights = [W.double().clone() for W in net.weights]
-    velocity = [v.double().clone() for v in t.velocity]
+    velocity = [v.double().clone() for v in member_velocity(t.velocity, t.net, 0)]
     t.train_step(x, t.eye[y], 0.05)
     want, want_v = time_local_reference(weights, x.double(), t.eye[y].double(),
                                         net.F.double(), lr=0.05, momentum=0.9,
                                         velocity=velocity, sign=1.0)
     for got, w in zip(net.weights, want):
         torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
-    for got, w in zip(t.velocity, want_v):
+    for got, w in zip(member_velocity(t.velocity, t.net, 0), want_v):
         torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
 
 

@@ -365,7 +365,7 @@ def test_presets_and_validation():
 
 def test_paper_conv_net_shapes_and_init():
     data = image_data(n=4, shape=(1, 28, 28), classes=10)
-    net = Trainer(preset("paper-mnist-conv", device="cpu"), data, progress=False).net
+    net = Trainer(preset("paper-mnist-conv", device="cpu"), data, progress=False).members[0].net
     assert [tuple(W.shape) for W in net.weights] == [(32, 1, 5, 5), (10, 32 * 12 * 12)]
     assert net.layer_shapes == [(32, 24, 24), (10,)] and net.sizes == [784, 18432, 10]
     for W in net.weights:  # PyTorch's default: U(+-1/sqrt(fan_in))
@@ -385,14 +385,15 @@ def test_fused_momentum_step_equals_pure_rule_on_a_conv_net(rule):
     """Two steps of the loop's update equal `v = 0.9 v + lr dW; W -= v` with the pure dW."""
     cfg = RunConfig(rule=rule, bias=False, **SMALL)
     trainer = Trainer(cfg, image_data(), progress=False)
-    data, net = trainer.data, trainer.net
+    data, net = trainer.data, trainer.members[0].net  # the run's view: one net's shapes
     weights = [W.clone() for W in net.weights]
     initial = [W.clone() for W in net.weights]
     velocity = [torch.zeros_like(W) for W in weights]
     for step in range(2):
         rows = slice(step * 16, (step + 1) * 16)
         x, target = data.x_train[rows], trainer.eye[data.y_train[rows]]
-        masks = [m.clone() for m in trainer.dropout_masks(16)]
+        loop_masks = trainer.dropout_masks(16)  # (K = 1, B, ...): the run's are [0]
+        masks = [m[0].clone() for m in loop_masks]
         x_img = net.shape_input(x)
         if rule == "pepita":
             dW = pepita_updates(weights, x_img, target, net.F, masks=masks, pool=2)
@@ -405,7 +406,7 @@ def test_fused_momentum_step_equals_pure_rule_on_a_conv_net(rule):
         for W, v, d in zip(weights, velocity, dW):
             v.mul_(0.9).add_(d, alpha=cfg.lr)
             W.sub_(v)
-        trainer.apply(trainer.factors(x, target, masks), cfg.lr)
+        trainer.apply(trainer.factors(x, target, loop_masks), cfg.lr)
     for W_loop, W_pure, W_0 in zip(net.weights, weights, initial):
         torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(W_loop, W_0)

@@ -100,9 +100,9 @@ def test_same_seed_same_history_bit_for_bit(rule):
 
 def test_F_is_fixed_and_scaled():
     t = Trainer(RunConfig(**{**TINY, "f_scale": 0.05}), progress=False)
-    F0 = t.net.F.clone()
+    F0 = t.members[0].net.F.clone()  # the run's net (the loop's tensors carry a K = 1)
     t.run()
-    assert torch.equal(t.net.F, F0)
+    assert torch.equal(t.members[0].net.F, F0)
     d = t.data.n_features
     bound = 0.05 * (6 / d) ** 0.5
     assert F0.shape == (d, t.data.n_classes)

@@ -76,16 +76,18 @@ def bp_autograd_step(weights: list[Tensor], velocity: list[Tensor], x: Tensor, y
 
 
 def _autograd_step(trainer: Trainer) -> Callable[[], None]:
-    """`bp_autograd_step` on copies of the trainer's weights and its batches and masks."""
+    """`bp_autograd_step` on copies of the (single run) trainer's weights and its batches and
+    masks, as one net's (the loop's carry a leading K = 1)."""
     cfg, batches = trainer.config, _batches(trainer)
-    weights = [W.detach().clone().requires_grad_() for W in trainer.net.weights]
+    weights = [W.detach().clone().requires_grad_() for W in trainer.members[0].net.weights]
     velocity = [torch.zeros_like(W) for W in weights]
 
     def step() -> None:
         x, _, y = next(batches)
         with precision(cfg.precision, trainer.device):
-            bp_autograd_step(weights, velocity, x, y, trainer.dropout_masks(cfg.batch_size),
-                             cfg.lr, cfg.momentum)
+            masks = trainer.dropout_masks(cfg.batch_size)
+            bp_autograd_step(weights, velocity, x, y, None if masks is None else
+                             [m[0] for m in masks], cfg.lr, cfg.momentum)
     step.weights = weights  # what it trains, for the finiteness check
     return step
 
