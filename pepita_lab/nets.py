@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn import functional as nnf
 
 from .config import ConfigError
-from .kernels import conv_relu, max_pool, maps_layout, per_member
+from .kernels import addmm_, conv_relu, max_pool, maps_layout, mm, per_member
 
 
 # ---------------------------------------------------------------- forward pass
@@ -135,9 +135,11 @@ def pre_activation(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
         return per_member(lambda x, W, b: nnf.conv2d(maps_layout(x), W, b), x, W, b,
                           base=(4, 4, 1))
     if b is None:
-        return x @ W.mT
-    return torch.addmm(b, x, W.T) if W.dim() == 2 else torch.baddbmm(b, x.expand(
-        W.shape[0], *x.shape[-2:]), W.mT)
+        return mm(x, W.mT)
+    if W.dim() == 2:
+        return torch.addmm(b, x, W.T)
+    return addmm_(b.expand(W.shape[0], x.shape[-2], W.shape[-2]).clone(), x, W.mT,
+                  beta=1.0, alpha=1.0)
 
 
 # ---------------------------------------------------------------- nets

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import as_tensor_data, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
-from .kernels import maps_layout
+from .kernels import addmm_, maps_layout
 from .members import (HISTORY_FIELDS, Callback, History, Member, check_population,
                       member_columns, shared_settings, stack_nets, trains_as_population)
 from .nets import Net, init_net, is_conv
@@ -198,7 +198,7 @@ class Trainer:
 
     def apply(self, f: Factors, lr) -> None:
         """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
-        `dW = delta^T a / B` fused into one baddbmm (a conv layer: its convolutional form,
+        `dW = delta^T a / B` fused into one (batched) addmm (a conv layer: its convolutional form,
         one convolution over the batch per member; a per-member lr is folded into the
         deltas). A diverged member is frozen where it diverged: zero momentum, zero (not NaN)
         updates.
@@ -227,8 +227,7 @@ class Trainer:
             elif is_conv(p):  # (K, out_c, in_c, k, k)
                 v.mul_(m).add_(weight_update(delta, a), alpha=alpha)
             else:  # (K, out, in); a delta the members share (a target) broadcasts too
-                v.baddbmm_(delta.expand(K, *delta.shape[-2:]).mT, a.expand(K, *a.shape[-2:]),
-                           beta=m, alpha=alpha)
+                addmm_(v, delta.mT, a, beta=m, alpha=alpha)
             if self.state is not None and a is not None:
                 self.state.advance(l, delta, a, m, alpha)
             p.sub_(v)

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn import functional as nnf
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from ..kernels import channel_first, maps_layout, per_member, pool_winners
+from ..kernels import channel_first, maps_layout, mm, per_member, pool_winners
 from ..nets import conv_output_shape, is_conv, pooled_shape
 
 
@@ -107,7 +107,7 @@ def carry_down(delta: Tensor, carrier: Tensor, a_in: Tensor, below: Tensor, h_be
         g = per_member(lambda d, C, a: conv2d_input(a.shape, C, d), delta, carrier, a_in,
                        base=(4, 4, 4))
     else:
-        g = delta @ carrier  # (B, in)
+        g = mm(delta, carrier)  # (B, in)
     if not is_conv(below):
         return g * relu_grad(h_below, mask)
     *lead, c, H, W = h_below.shape  # lead: (B,) or (K, B)
@@ -154,7 +154,7 @@ def weight_update(delta: Tensor, a: Tensor) -> Tensor:
     factors give (K, out, in) (a shared input broadcasts), or (K, out_c, in_c, k, k)."""
     if delta.dim() >= 4:
         return per_member(_conv_weight_update, delta, a, base=(4, 4))
-    return delta.mT @ a
+    return mm(delta.mT, a)
 
 
 def _conv_weight_update(delta: Tensor, a: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..kernels import mm
 from ..nets import forward_pass, layer_shapes
 from .backprop import chain_factors
 from .base import Rule
@@ -44,7 +45,7 @@ def direct_factors(weights: list[Tensor], x: Tensor, target: Tensor, feedback: l
         mask = None if masks is None else masks[l]
         h = hs[l + 1]
         # (B, n_l), or a conv layer's map (B, c, H', W') in h's layout
-        projected = project_onto_map(s, B_l, h) if h.dim() >= 4 else s @ B_l
+        projected = project_onto_map(s, B_l, h) if h.dim() >= 4 else mm(s, B_l)
         deltas.append(projected * relu_grad(h, mask))
     deltas.append(e)
     return Factors(deltas=deltas, inputs=ins, probs=hs[-1])

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..kernels import mm
 from ..nets import forward_pass
 from .common import Factors, check_mlp, updates_from_factors
 
@@ -39,7 +40,7 @@ OUTPUT_ERRORS = ("modulated", "clean")
 def modulated_input(x: Tensor, e: Tensor, F: Tensor, sign) -> Tensor:
     """`x + sign * e F^T`: the input of the second pass, shaped like x ((B, d) or images; with
     members' e (K, B, C) and F (K, d, C), (K, B, ...))."""
-    projected = e @ F.mT  # e (B, C), F (d, C): (B, d)
+    projected = mm(e, F.mT)  # e (B, C), F (d, C): (B, d)
     if x.dim() >= 4:  # images (B, C_in, H, W)
         projected = projected.view(*projected.shape[:-1], *x.shape[-3:])
     return x + sign * projected

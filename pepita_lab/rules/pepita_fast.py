@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..kernels import mm
 from ..nets import is_conv, pre_activation
 
 
@@ -36,8 +37,8 @@ def first_layer_shortcut(weights: list[Tensor], x: Tensor, F: Tensor, sign, *,
             fused = C * (d + B) < B * d
         if not fused:
             return {"first_pre": a1}
-        first_feedback = W1 @ F  # (n_1, C)
-    return {"first_pre": a1, "first_pre_err": lambda e: a1 + sign * (e @ first_feedback.mT)}
+        first_feedback = mm(W1, F)  # (n_1, C)
+    return {"first_pre": a1, "first_pre_err": lambda e: a1 + sign * mm(e, first_feedback.mT)}
 
 
 class FirstLayerFeedback:
@@ -72,8 +73,8 @@ class FirstLayerFeedback:
     def recompute(self, W1: Tensor, v1: Tensor, F: Tensor) -> None:
         """Recompute both products exactly."""
         self.F = F
-        self.wf = W1 @ F  # (..., n_1, C)
-        self.vf = v1 @ F
+        self.wf = mm(W1, F)  # (..., n_1, C)
+        self.vf = mm(v1, F)
 
     def refresh(self, net, velocity: list[Tensor]) -> None:
         """`recompute` from a net and its momentum buffers (the loop's `StepState` call)."""
@@ -86,7 +87,7 @@ class FirstLayerFeedback:
         first layer's matters: delta (..., B, n_1), a (..., B, d))."""
         if layer != 0:
             return
-        self.vf.mul_(momentum).add_(delta.mT @ (a @ self.F), alpha=alpha)
+        self.vf.mul_(momentum).add_(mm(delta.mT, mm(a, self.F)), alpha=alpha)
         self.wf.sub_(self.vf)
 
     def freeze(self, k: int) -> None:
