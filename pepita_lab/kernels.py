@@ -104,26 +104,29 @@ def _conv_relu(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
     return nnf.conv2d(x, W, b).relu_()
 
 
-def _one_member(*ts: Tensor) -> bool:
-    """Whether matrices of members (K, m, n) or shared ones (m, n) hold one member's (K = 1)."""
-    ks = {t.shape[0] for t in ts if t.dim() == 3}
-    return ks == {1} and all(t.dim() in (2, 3) for t in ts)
+def _one(t: Tensor) -> Tensor | None:
+    """Member 0's matrix of t, (1, m, n) or shared (m, n); None if t holds several members."""
+    if t.dim() == 2:
+        return t
+    return t[0] if t.dim() == 3 and t.shape[0] == 1 else None
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:
     """`a @ b` of members' matrices (K, m, n) or shared ones (m, n): for K = 1 one 2-D product
     on views, given its K back (on the CPU a batched product of one costs more than `mm`:
     benchmarks/step_times.py), else the batched product."""
-    if not _one_member(a, b):
+    a1, b1 = _one(a), _one(b)
+    if a1 is None or b1 is None or a.dim() == b.dim() == 2:
         return a @ b
-    return (a.reshape(a.shape[-2:]) @ b.reshape(b.shape[-2:])).unsqueeze(0)
+    return torch.mm(a1, b1).unsqueeze(0)
 
 
 def addmm_(v: Tensor, a: Tensor, b: Tensor, *, beta: float, alpha: float) -> Tensor:
     """`v = beta v + alpha a @ b` in place, v (K, m, p), a (K, m, n) or shared, b likewise
     (K = 1: `addmm_` on views, as `mm`)."""
-    if _one_member(v, a, b):
-        v[0].addmm_(a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]), beta=beta, alpha=alpha)
+    v1, a1, b1 = _one(v), _one(a), _one(b)
+    if v1 is not None and a1 is not None and b1 is not None:
+        v1.addmm_(a1, b1, beta=beta, alpha=alpha)
         return v
     K = v.shape[0]
     return v.baddbmm_(a.expand(K, *a.shape[-2:]), b.expand(K, *b.shape[-2:]), beta=beta,
