@@ -214,15 +214,17 @@ def test_time_calls_counts_page_faults_of_fresh_memory():
 def test_autograd_bp_takes_the_same_step_as_bp_by_hand():
     data = bench.random_data("mnist", 64, 64, torch.device("cpu"))
     trainer = Trainer(preset("paper-mnist", rule="bp", device="cpu"), data, progress=False)
-    weights = [W.clone().requires_grad_() for W in trainer.net.weights]
+    # the run's net and momentum as one net's (the loop's tensors carry a leading K = 1)
+    weights = [W.clone().requires_grad_() for W in trainer.members[0].net.weights]
     g = torch.Generator().manual_seed(0)
     velocity = [1e-3 * torch.randn(W.shape, generator=g) for W in weights]  # momentum matters
-    trainer.velocity = [v.clone() for v in velocity]
+    trainer.velocity = [v.clone()[None] for v in velocity]
     x, y = data.x_train, data.y_train
     masks = trainer.dropout_masks(64)
     trainer.apply(trainer.factors(x, trainer.eye[y], masks), 0.1)
-    bench.bp_autograd_step(weights, velocity, x, y, masks, 0.1, 0.9)
-    for W, W_hand, v, v_hand in zip(weights, trainer.net.weights, velocity, trainer.velocity):
+    bench.bp_autograd_step(weights, velocity, x, y, [m[0] for m in masks], 0.1, 0.9)
+    for W, W_hand, v, v_hand in zip(weights, trainer.members[0].net.weights, velocity,
+                                    [v[0] for v in trainer.velocity]):
         torch.testing.assert_close(W.detach(), W_hand, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(v, v_hand, rtol=1e-5, atol=1e-7)
         assert W.grad is None
