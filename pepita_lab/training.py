@@ -176,11 +176,10 @@ class Trainer:
         """The rule's factors on a batch, with the runs' settings and state."""
         return self._factors(self.net, x, target, masks, self.state)
 
-    def _lr(self, lrs: list[float]):
-        """The members' learning rates: a number when they share it (a single run's), else
-        a (K, 1, 1) column."""
-        if len(set(lrs)) == 1:
-            return lrs[0]
+    def _lr(self, lrs: list[float]) -> Tensor:
+        """The members' learning rates as a (K, 1, 1) column: every member's update is then
+        computed alike, whatever the others' (a run packed alone or with others: the same
+        numbers)."""
         return torch.tensor(lrs, device=self.device).view(self.K, 1, 1)
 
     def train_step(self, x: Tensor, target: Tensor, lr) -> Factors:
@@ -198,10 +197,9 @@ class Trainer:
 
     def apply(self, f: Factors, lr) -> None:
         """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
-        `dW = delta^T a / B` fused into one (batched) addmm (a conv layer: its convolutional form,
-        one convolution over the batch per member; a per-member lr is folded into the
-        deltas). A diverged member is frozen where it diverged: zero momentum, zero (not NaN)
-        updates.
+        `dW = delta^T a / B` fused into one (batched) addmm, lr / B folded into the deltas (a
+        conv layer: its convolutional form, one convolution over the batch per member). A
+        diverged member is frozen where it diverged: zero momentum, zero (not NaN) updates.
 
         With `weight_decay` λ, dW + λ W in place of dW; with `momentum_style` "torch",
         `v = momentum v + dW; W -= lr v` (torch.optim.SGD)."""
@@ -215,21 +213,19 @@ class Trainer:
             # factors carry the weight's rank with a K, one less when the members share them
             # (the data as a first input, a target as a delta): those are left as they are
             rank = self.net.weights[l % n_w].dim()
-            v, delta, alpha = self.velocity[l], f.deltas[l % n_w], 1.0
+            v, delta = self.velocity[l], f.deltas[l % n_w]
             a = None if l >= n_w else _members_only(f.inputs[l], frozen, rank)  # None: a bias
-            delta = _members_only(delta, frozen, rank)
-            if torch.is_tensor(scale):
-                delta = delta * scale.view(K, *[1] * (delta.dim() - 1))
-            else:
-                alpha = scale
+            # lr / B folded into the deltas (a delta the members share, a target, gets a K)
+            delta = _members_only(delta, frozen, rank) * (
+                scale.view(K, *[1] * (rank - 1)) if torch.is_tensor(scale) else scale)
             if a is None:
-                v.mul_(m).add_(bias_update(delta, keepdim=True), alpha=alpha)
+                v.mul_(m).add_(bias_update(delta, keepdim=True))
             elif is_conv(p):  # (K, out_c, in_c, k, k)
-                v.mul_(m).add_(weight_update(delta, a), alpha=alpha)
-            else:  # (K, out, in); a delta the members share (a target) broadcasts too
-                addmm_(v, delta.mT, a, beta=m, alpha=alpha)
+                v.mul_(m).add_(weight_update(delta, a))
+            else:  # (K, out, in)
+                addmm_(v, delta.mT, a, beta=m, alpha=1.0)
             if self.state is not None and a is not None:
-                self.state.advance(l, delta, a, m, alpha)
+                self.state.advance(l, delta, a, m, 1.0)
             p.sub_(v)
 
     def _apply_general(self, f: Factors, lr) -> None:
@@ -240,11 +236,13 @@ class Trainer:
         frozen = self._frozen()
         n_w = len(self.net.weights)
         for l, p in enumerate(self.net.params()):
+            # a member column (K, 1, 1) viewed to the parameter's rank (a conv kernel's: 5)
+            col = lambda t: t.view(K, *[1] * (p.dim() - 1)) if torch.is_tensor(t) else t  # noqa
             v, delta = self.velocity[l], f.deltas[l % n_w]
             dW = weight_update(delta, f.inputs[l]) if l < n_w else bias_update(delta, True)
-            g = _members_only((dW / B + wd * p) * gain, frozen, p.dim())
+            g = _members_only((dW / B + col(wd) * p) * col(gain), frozen, p.dim())
             v.mul_(m).add_(g)
-            p.sub_(v * out)
+            p.sub_(v * col(out))
         if self.state is not None:
             self.state.refresh(self.net, self.velocity)
 

@@ -1,7 +1,8 @@
 """The learning-rule interface and the one registry every part of the lab reads.
 
-A rule is one object: its name, its factor function (for one net, or a population of K nets
-whose weights carry a leading K), the fixed feedback it needs and how that is drawn, its cost
+A rule is one object: its name, its factor function (on the loop's nets, whose every tensor
+carries a leading K of runs, K = 1 for a single run; written with broadcasting products, it takes
+one net's tensors too, as the traces' probes do), the fixed feedback it needs and how that is drawn, its cost
 (multiply-adds and activation memory of a step), whether it takes conv layers and populations,
 optional state carried from step to step, the options it reads, and two hooks with defaults: its
 training step (factors, then the loop's momentum update; a rule whose feedback learns, or that
@@ -85,9 +86,11 @@ class Rule:
     def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None, settings,
                 state: StepState | None = None) -> Factors:
         """Per-layer factors `(delta_l, a_l)` of the batch-mean update `dW_l = delta_l^T a_l / B`
-        and the clean pass's softmax output. x (B, d) flat as the data hold it (a conv net views
-        it with `net.shape_input`), or (K, B, d) for a population with per-member data order;
-        target one-hot (B, C) or (K, B, C); masks per hidden layer, already scaled, or None."""
+        and the clean pass's softmax output, each (K, B, ...) for the loop's net (weights
+        (K, out, in)). x (B, d) flat as the data hold it, shared by the members (a conv net
+        views it with `net.shape_input`), or (K, B, d) with per-member data order; target
+        one-hot (B, C) or (K, B, C); masks (K, B, ...) per hidden layer, already scaled, or
+        None."""
         raise NotImplementedError(f"rule {self.name!r} does not define factors()")
 
     def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
