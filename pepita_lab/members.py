@@ -6,7 +6,7 @@ or (K, out_c, in_c, k, k), a fully connected layer's bias (K, 1, out) so that it
 over the batch, a conv layer's (K, out_c)); `member_net` and `member_velocity` give member k's
 views back, shaped as one net's (what traces, the run store and `Run.net` see). A `Member` is
 one run: its config, history, random streams, callbacks and checkpoint (`state_dict`, per run
-and without a K, the format pepita-lab 0.4.0 wrote; `load_member_state` stacks it back).
+and without a K, the format pepita-lab 0.4.0 wrote; `load_state_dict` stacks it back).
 Population checks and the members' settings (`member_columns`) live here too.
 """
 
