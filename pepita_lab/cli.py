@@ -120,6 +120,13 @@ def _refuse_flags_with_resume(args) -> None:
                           "them")
 
 
+def _refuse_empty_out(args) -> None:
+    """`--out ''` (or blanks) would train and write nothing, silently."""
+    if args.out is not None and not args.out.strip():
+        raise ConfigError(f"--out {args.out!r} is not allowed: expected a folder name (leave "
+                          "--out out to train without writing a run folder)")
+
+
 def _refuse_conv_flags_on_fc(args, config: RunConfig) -> None:
     from .config import CONV_FIELDS
 
@@ -144,6 +151,7 @@ def cmd_train(args) -> int:
     from .api import resume, train
 
     callbacks = (_PrintEpochs(),)
+    _refuse_empty_out(args)
     if args.resume:
         _refuse_flags_with_resume(args)
         out = Path(args.resume)
@@ -197,17 +205,10 @@ def _train_population(configs, out, args, stop) -> int:
 
 
 def cmd_data(args) -> int:
-    import gzip
-    import zlib
-
     from .data import install_mirror, resolve_data_dir
 
     dst = resolve_data_dir(args.data_dir)
-    try:
-        files = install_mirror(args.mirror, dst)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a truncated or corrupt .gz
-        raise ConfigError(f"the mirror {args.mirror} holds a damaged .gz file ({err}); "
-                          "replace it and run again") from None
+    files = install_mirror(args.mirror, dst)  # a damaged .gz: DataIntegrityError naming it
     print(f"{len(files)} dataset files ready in {dst}")
     return 0
 
@@ -368,8 +369,10 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSpec, load_spec_file, parse_assignments, run_sweep
+    from .sweep import (SweepSpec, check_halving_keep, check_pack_size, check_threads,
+                        load_spec_file, parse_assignments, run_sweep)
 
+    _refuse_empty_out(args)
     if not args.out:
         raise ConfigError("a sweep needs --out FOLDER: its points, sweep.json and sweep.nc go "
                           "there (rerunning the command finishes an interrupted sweep)")
@@ -377,6 +380,10 @@ def cmd_sweep(args) -> int:
         if getattr(args, flag, None):
             raise ConfigError(f"--{flag.replace('_', '-')} is not a sweep flag: a sweep resumes "
                               "by rerunning its command")
+    for flag, check in (("pack_size", check_pack_size), ("halving_keep", check_halving_keep),
+                        ("threads", check_threads)):
+        if getattr(args, flag) is not None:  # 0 is a value too: refused, not the default
+            check(getattr(args, flag), "--" + flag.replace("_", "-"))
     doc = load_spec_file(args.spec) if args.spec else {}
     configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
     base = RunConfig.from_dict({**doc.get("base", {}), **{
@@ -396,10 +403,10 @@ def cmd_sweep(args) -> int:
         base=base, grid=grid, seeds=seeds,
         random={**doc.get("random", {}), **parse_assignments(args.random, "random")},
         n_random=args.n_random if args.n_random is not None else doc.get("n_random", 0),
-        pack_size=args.pack_size or doc.get("pack_size", 16),
+        pack_size=_given(args.pack_size, doc, "pack_size", 16),
         halving_epochs=args.halving_epochs or doc.get("halving_epochs", []),
-        halving_keep=args.halving_keep or doc.get("halving_keep", 0.5),
-        threads=args.threads or doc.get("threads", 1))
+        halving_keep=_given(args.halving_keep, doc, "halving_keep", 0.5),
+        threads=_given(args.threads, doc, "threads", 1))
     ds = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
                    progress=not args.quiet)
     from .sweep import best_points
@@ -407,6 +414,12 @@ def cmd_sweep(args) -> int:
     print(best_points(ds).to_string(index=False))
     print(f"wrote {Path(args.out) / 'sweep.nc'}")
     return 0
+
+
+def _given(flag_value, doc: dict, key: str, default):
+    """A sweep setting: the flag's value if given (0 included), else the spec file's, else the
+    default."""
+    return flag_value if flag_value is not None else doc.get(key, default)
 
 
 def cmd_bench(args) -> int:

@@ -21,7 +21,7 @@ import filelock
 import torch
 import xarray as xr
 
-from . import __version__
+from . import __version__, locks
 from .config import ConfigError, RunConfig
 from .nets import Net
 from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
@@ -83,30 +83,20 @@ def save_checkpoint(trainer: "Member", path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-# Locks held: filelock releases one whose object is garbage-collected, and callers may drop it.
-_HELD: set[filelock.BaseFileLock] = set()
-
-
 def lock_folder(path: Path) -> filelock.BaseFileLock:
     """An exclusive lock on the run folder (held until `unlock_folder`, released when the
     process ends, however it ends); RunFolderError if another process holds it."""
     path.mkdir(parents=True, exist_ok=True)
-    # flock, never the soft fallback: a marker file would outlive a killed process
-    lock = filelock.FileLock(path / LOCK_FILE, timeout=0, mode=0o644, thread_local=False,
-                             fallback_to_soft=False)
     try:
-        lock.acquire()
+        return locks.acquire(path / LOCK_FILE, timeout=0)
     except filelock.Timeout:
         raise RunFolderError(f"out={str(path)!r} is in use by another running pepita-lab "
                              "process: choose another folder") from None
-    _HELD.add(lock)
-    return lock
 
 
 def unlock_folder(lock: filelock.BaseFileLock) -> None:
     """Release a lock of `lock_folder`."""
-    lock.release()
-    _HELD.discard(lock)
+    locks.release(lock)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import (MAX_SEED, ConfigError, RunConfig, check_int, field_kind, field_names,
                      parse_field)
-from .records import read_netcdf, write_json, write_netcdf
+from .records import DamagedFileError, read_netcdf, write_json, write_netcdf
 
 SPEC_FILE, RESULT_FILE, POINTS_DIR = "sweep.json", "sweep.nc", "points"
 
@@ -69,13 +69,10 @@ class SweepSpec:
         if self.n_random and not self.random:
             raise ConfigError(f"n_random={self.n_random} is not allowed without random ranges "
                               "(--random FIELD=LOW:HIGH)")
-        self.pack_size = check_int("pack_size", self.pack_size, low=1)
-        self.threads = check_int("threads", self.threads, low=1)
+        self.pack_size = check_pack_size(self.pack_size)
+        self.threads = check_threads(self.threads)
         self.random_seed = check_int("random_seed", self.random_seed, low=0)
-        if isinstance(self.halving_keep, bool) or not isinstance(
-                self.halving_keep, (int, float)) or not 0 < self.halving_keep < 1:
-            raise ConfigError(f"halving_keep={self.halving_keep!r} is not allowed: expected a "
-                              "number between 0 and 1")
+        self.halving_keep = check_halving_keep(self.halving_keep)
         if not isinstance(self.halving_epochs, (list, tuple)):
             raise ConfigError(f"halving_epochs={self.halving_epochs!r} is not allowed: expected "
                               "a list of epochs")
@@ -112,6 +109,26 @@ class SweepSpec:
         d = dict(d)
         base = RunConfig.from_dict(d.pop("base", {}))
         return cls(base=base, **d)
+
+
+def check_pack_size(value, name: str = "pack_size") -> int:
+    """The most points one task trains together: an integer >= 1, or ConfigError naming
+    `name` (the field, a flag or a spec file's key)."""
+    return check_int(name, value, low=1)
+
+
+def check_threads(value, name: str = "threads") -> int:
+    """Torch threads per task: an integer >= 1, or ConfigError naming `name`."""
+    return check_int(name, value, low=1)
+
+
+def check_halving_keep(value, name: str = "halving_keep") -> float:
+    """The fraction of points successive halving keeps at each rung: a number strictly between
+    0 and 1, or ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{name}={value!r} is not allowed: expected a fraction between 0 and "
+                          "1, both excluded (the share of points kept at each rung)")
+    return float(value)
 
 
 def _is_range(spec) -> bool:
@@ -174,6 +191,10 @@ def load_spec_file(path: str | Path) -> dict:
         if not isinstance(doc.get(key, {}), dict):
             raise ConfigError(f"spec={str(path)!r}: {key} must be a mapping of config fields, "
                               f"not {doc[key]!r:.60}")
+    for key, check in (("pack_size", check_pack_size), ("threads", check_threads),
+                       ("halving_keep", check_halving_keep)):
+        if key in doc:
+            check(doc[key], f"spec={str(path)!r}: {key}")
     return doc
 
 
@@ -272,6 +293,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 0,
             (out / POINTS_DIR).glob("*.nc")):
         raise ConfigError(f"out={str(out)!r} holds a different sweep with finished points: "
                           "choose a new folder (or rerun that sweep's command to finish it)")
+    local = (engine.client is None or engine.cluster is not None) if engine else not scheduler
+    if local:  # workers on this machine find the data ready instead of each making it
+        prepare_data(points)
     (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
     write_json(spec.to_dict(), spec_file)
     own_engine = engine is None
@@ -293,11 +317,27 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 0,
     return ds
 
 
+def prepare_data(points: list[RunConfig]) -> None:
+    """Make the datasets of the sweep's points ready in their data folders, once, in this
+    process (`data.prepare_dataset`), before any worker loads them."""
+    from .data import prepare_dataset
+
+    for dataset, data_dir, download in sorted({(c.dataset, c.data_dir, c.download)
+                                               for c in points if c.dataset != "synthetic"},
+                                              key=repr):
+        prepare_dataset(dataset, data_dir, download=download)
+
+
 def _read_spec(path: Path):
+    """The sweep a folder's sweep.json describes; DamagedFileError naming it if it is not
+    valid JSON (truncated, altered): such a folder is not written to."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # damaged: replaced by the new spec when no point is finished
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise DamagedFileError(f"{path} is damaged (not valid JSON: {' '.join(str(err).split())})"
+                               f"; restore it, or delete it to run the sweep in "
+                               f"{path.parent} again (finished points of the same sweep are "
+                               "kept)") from None
 
 
 def _point_file(out: Path, config: RunConfig) -> Path:

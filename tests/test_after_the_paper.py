@@ -7,6 +7,7 @@ equal to single runs for every option populations take."""
 import math
 
 import pytest
+from pepita_lab.rules import validate
 import torch
 
 import pepita_lab as pl
@@ -207,7 +208,7 @@ def test_options_at_their_defaults_leave_the_run_identity_as_in_0_2_2():
 ])
 def test_options_refused_where_they_do_not_apply(changes, match):
     with pytest.raises(ConfigError, match=match):
-        RunConfig(**changes).replace()
+        validate(RunConfig(**changes))
 
 
 POPULATION_OPTIONS = [

@@ -395,3 +395,107 @@ def test_history_files_read_back_after_gzip_of_nothing(tmp_path):
     file.write_bytes(gzip.compress(b"not netcdf"))
     with pytest.raises(records.DamagedFileError, match="history.nc"):
         records.read_netcdf(file)
+
+
+# ---------------------------------------------------------------- more bad input
+
+
+def files_of(folder):
+    """Every file below `folder` with its bytes (what a refusal must leave as it was)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("out", ["", "   "])
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch, command, out):
+    monkeypatch.chdir(tmp_path)
+    code, err = cli(capsys, command, *SMALL, "--out", out)
+    assert code == 2 and err.startswith("pepita-lab: error: --out '") and "folder name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_integer_beyond_float_range_in_config_json(two_epoch_run, capsys):
+    file = two_epoch_run / "config.json"
+    file.write_text(file.read_text().replace('"lr": 0.1', '"lr": 1' + "0" * 400))
+    before = files_of(two_epoch_run)
+    for words in (["inspect", str(two_epoch_run)], ["train", "--resume", str(two_epoch_run)]):
+        code, err = cli(capsys, *words)
+        assert code == 2 and str(file) in err and "lr=<an integer of 401 digits>" in err
+        assert "finite" in err
+    assert files_of(two_epoch_run) == before
+
+
+@pytest.mark.parametrize("name", [n for n in pl.config.field_names()
+                                  if pl.config.field_kind(n) == "float"])
+def test_every_float_field_refuses_an_integer_beyond_float_range(name):
+    with pytest.raises(ConfigError, match=rf"^{name}=<an integer of 401 digits> is not allowed"):
+        pl.RunConfig(**{name: 10**400}).replace()
+    with pytest.raises(ConfigError, match=rf"^{name}=-<an integer of 401 digits>"):
+        pl.RunConfig(**{name: -10**400}).replace()
+
+
+@needs_mirror
+@pytest.mark.parametrize("damage", ["truncated", "byte flipped", "not gzip", "empty"])
+def test_a_damaged_gz_in_the_mirror_is_named_and_nothing_is_written(tmp_path, capsys, damage):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(MIRROR / "MNIST", mirror / "MNIST")
+    gz = mirror / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    data = bytearray(gz.read_bytes())
+    if damage == "byte flipped":
+        data[len(data) // 2] ^= 0x40
+    gz.chmod(0o644)
+    gz.write_bytes({"truncated": bytes(data[:len(data) // 2]), "byte flipped": bytes(data),
+                    "not gzip": b"<html>not found</html>", "empty": b""}[damage])
+    dst = tmp_path / "data"
+    code, err = cli(capsys, "data", "--mirror", str(mirror), "--data-dir", str(dst))
+    assert code == 2 and f"{gz} is damaged" in err
+    assert [p for p in dst.rglob("*") if p.is_file() and p.suffix != ".lock"] == []
+
+
+@pytest.mark.parametrize("words,match", [
+    (["--pack-size", "0"], "--pack-size=0 is not allowed: expected an integer >= 1"),
+    (["--pack-size", "-2"], "--pack-size=-2 is not allowed"),
+    (["--halving-epochs", "1", "--halving-keep", "0"], "--halving-keep=0.0 is not allowed"),
+    (["--halving-epochs", "1", "--halving-keep", "1"], "--halving-keep=1.0 is not allowed"),
+    (["--threads", "0"], "--threads=0 is not allowed")])
+def test_sweep_settings_of_zero_are_refused_not_replaced(tmp_path, capsys, words, match):
+    out = tmp_path / "S"
+    code, err = cli(capsys, "sweep", *SMALL, *words, "--out", str(out))
+    assert code == 2 and match in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key,value", [("pack_size", 0), ("halving_keep", 0),
+                                       ("halving_keep", 1.5), ("threads", 0)])
+def test_sweep_settings_of_zero_are_refused_in_spec_files_and_python(tmp_path, capsys, key,
+                                                                     value):
+    from pepita_lab.sweep import SweepSpec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"{key}: {value}\nhalving_epochs: [1]\n")
+    out = tmp_path / "S"
+    code, err = cli(capsys, "sweep", *SMALL, "--spec", str(spec), "--out", str(out))
+    assert code == 2 and f"spec={str(spec)!r}: {key}={value!r} is not allowed" in err
+    assert not out.exists()
+    with pytest.raises(ConfigError, match=f"^{key}={value!r} is not allowed"):
+        SweepSpec(base=CFG, halving_epochs=[1], **{key: value})
+
+
+@pytest.mark.parametrize("finished", [True, False])
+@pytest.mark.parametrize("damage", ["truncated", "not JSON"])
+def test_a_damaged_sweep_json_is_named_and_the_folder_left_alone(tmp_path, capsys, finished,
+                                                                 damage):
+    out = tmp_path / "S"
+    if finished:
+        assert cli(capsys, "sweep", *SMALL, "--lr", "0.1", "0.2", "--out", str(out))[0] == 0
+    else:
+        out.mkdir()
+        (out / "sweep.json").write_text('{"base": {"lr": 0.1}, "grid": {}}\n')
+    file = out / "sweep.json"
+    text = file.read_text()
+    file.write_text(text[:len(text) // 2] if damage == "truncated" else "not JSON at all")
+    before = files_of(out)
+    code, err = cli(capsys, "sweep", *SMALL, "--lr", "0.1", "0.2", "--out", str(out))
+    assert code == 2 and f"{file} is damaged (not valid JSON" in err
+    assert files_of(out) == before

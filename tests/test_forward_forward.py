@@ -5,6 +5,7 @@ tiny net, its prediction by goodness against the direct computation, and the rul
 import math
 
 import pytest
+from pepita_lab.rules import validate
 import torch
 from torch.nn import functional as nnf
 
@@ -102,9 +103,9 @@ def test_ff_learns_real_mnist_in_the_loop_with_its_own_evaluation(data_dir):
 
 def test_ff_refusals():
     with pytest.raises(ConfigError, match="fully connected"):
-        RunConfig(rule="ff", model="conv", hidden=()).replace()
+        validate(RunConfig(rule="ff", model="conv", hidden=()))
     with pytest.raises(ConfigError, match="ff_threshold"):
-        RunConfig(rule="pepita", ff_threshold=2.0).replace()
+        validate(RunConfig(rule="pepita", ff_threshold=2.0))
     with pytest.raises(ConfigError, match="populations"):
         pl.train_population([RunConfig(rule="ff", dataset="synthetic", epochs=1, seed=s)
                              for s in (0, 1)], progress=False)
