@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import DATASETS, IMAGE_SHAPES, N_CLASSES, ConfigError
+from .files import publish
 
 DATASET_NAMES = DATASETS  # the datasets load_data knows
 
@@ -591,8 +592,6 @@ def _write_all(jobs) -> None:
     returning (temporary file, destination, whether its size and md5 were checked), or None
     when the destination is already right; then rename every temporary file into place. If a
     job fails, the temporary files go and nothing is written."""
-    from .records import _publish  # the mode a plainly created file gets
-
     staged = []
     try:
         for job in jobs:
@@ -603,7 +602,7 @@ def _write_all(jobs) -> None:
             pathlib.Path(tmp).unlink(missing_ok=True)
         raise
     for tmp, path, checked in staged:
-        _publish(tmp, path)
+        publish(tmp, path)
         if checked:  # checked while written: not hashed again by this process
             st = path.stat()
             _VERIFIED[(str(path), st.st_size, st.st_mtime_ns)] = True

@@ -20,6 +20,7 @@ a = sqrt(5)), fan_in = in_c k k for a conv layer. `F = f_scale * U(+-sqrt(6 / d)
 from __future__ import annotations
 
 import math
+from typing import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -293,18 +294,13 @@ def conv_shapes(config, image_shape: tuple[int, int, int]) -> list[tuple[int, in
     return shapes
 
 
-def rule_of(config):
-    """The registered rule of `config` (imported here: the rules build on the forward pass
-    above, so this module cannot import them at its top)."""
-    from .rules import get_rule
-
-    return get_rule(config.rule)
-
-
 def init_net(config, d: int, n_classes: int, device="cpu",
-             image_shape: tuple[int, int, int] | None = None) -> Net:
-    """The net of `config` (layers, bias, rule, F scale) from `config.seed`; a conv net
-    (`config.model == "conv"`) needs the data's `image_shape` (C, H, W)."""
+             image_shape: tuple[int, int, int] | None = None,
+             feedback: Callable[..., list[Tensor]] | None = None) -> Net:
+    """The net of `config` (layers, bias, F scale) from `config.seed`; a conv net
+    (`config.model == "conv"`) needs the data's `image_shape` (C, H, W). `feedback`: the rule's
+    drawer of its fixed feedback, `(weight_shapes, sizes, generator, scale, draw)` -> matrices
+    (`Rule.init_feedback`), drawn after F from the same generator; None: no feedback."""
     g = torch.Generator().manual_seed(config.seed)
     if config.model == "conv":
         if image_shape is None or math.prod(image_shape) != d:
@@ -331,5 +327,5 @@ def init_net(config, d: int, n_classes: int, device="cpu",
         factors, F = init_F_factors(sizes, config.f_scale, g)
     else:
         F = init_F(d, n_classes, config.f_scale, g, config.f_distribution)
-    feedback = rule_of(config).init_feedback(shapes, sizes, g, config.feedback_scale, draw)
-    return Net(weights, biases, F, feedback, image_shape, pool, factors).to(device)
+    fixed = [] if feedback is None else feedback(shapes, sizes, g, config.feedback_scale, draw)
+    return Net(weights, biases, F, fixed, image_shape, pool, factors).to(device)

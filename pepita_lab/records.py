@@ -19,6 +19,7 @@ import xarray as xr
 
 from . import __version__
 from .config import IDENTITY_FIELDS, ConfigError, RunConfig, field_join, field_kind
+from .files import atomic_write_bytes, publish
 
 class DamagedFileError(ConfigError):
     """A file of a run or sweep folder that cannot be read back (truncated, altered)."""
@@ -214,34 +215,6 @@ def activations_dataset(config: RunConfig, tracer, image_shape: tuple[int, int, 
     return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config, **attrs))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Rename the finished temporary file over `path`, with the mode a plainly created file
-    would get (mkstemp makes its files 0600)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """`ds.to_netcdf(path)`, atomically (written beside, then renamed over). Encodings that
     came with data read from other files are dropped: a text coordinate concatenated from
@@ -253,7 +226,7 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
         ds.drop_encoding().to_netcdf(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        _publish(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

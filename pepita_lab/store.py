@@ -23,8 +23,9 @@ import xarray as xr
 
 from . import __version__, locks
 from .config import ConfigError, RunConfig
+from .files import atomic_write_bytes
 from .nets import Net
-from .records import (activations_dataset, atomic_write_bytes, history_dataset, read_netcdf,
+from .records import (activations_dataset, history_dataset, read_netcdf,
                       with_run_coords, write_json, write_netcdf)
 
 if TYPE_CHECKING:  # reading a run needs neither the loop nor the tracer

@@ -100,8 +100,8 @@ class Trainer:
         self.members = [Member(self, k, c) for k, c in enumerate(configs)]
         for run in self.members:  # each run's hooks (a population: every member's)
             run.callbacks = list(callbacks)
-        nets = [init_net(c, data.n_features, data.n_classes, image_shape=data.image_shape)
-                for c in configs]
+        nets = [init_net(c, data.n_features, data.n_classes, image_shape=data.image_shape,
+                         feedback=self.rule.init_feedback) for c in configs]
         self.net: Net = stack_nets(nets).to(self.device)  # every tensor (K, ...)
         self.velocity = [torch.zeros_like(p) for p in self.net.params()]
         self.state = self.rule.make_state(self.net, self.velocity, data.n_classes)
@@ -176,10 +176,12 @@ class Trainer:
         """The rule's factors on a batch, with the runs' settings and state."""
         return self._factors(self.net, x, target, masks, self.state)
 
-    def _lr(self, lrs: list[float]) -> Tensor:
-        """The members' learning rates as a (K, 1, 1) column: every member's update is then
-        computed alike, whatever the others' (a run packed alone or with others: the same
-        numbers)."""
+    def _lr(self, lrs: list[float]) -> float | Tensor:
+        """The members' learning rate: one number when they share it (a run, and most
+        populations: lr / B then scales the update inside its product, no pass over the
+        deltas), else a (K, 1, 1) column."""
+        if all(lr == lrs[0] for lr in lrs):
+            return lrs[0]
         return torch.tensor(lrs, device=self.device).view(self.K, 1, 1)
 
     def train_step(self, x: Tensor, target: Tensor, lr) -> Factors:
@@ -215,17 +217,18 @@ class Trainer:
             rank = self.net.weights[l % n_w].dim()
             v, delta = self.velocity[l], f.deltas[l % n_w]
             a = None if l >= n_w else _members_only(f.inputs[l], frozen, rank)  # None: a bias
-            # lr / B folded into the deltas (a delta the members share, a target, gets a K)
-            delta = _members_only(delta, frozen, rank) * (
-                scale.view(K, *[1] * (rank - 1)) if torch.is_tensor(scale) else scale)
+            delta = _members_only(delta, frozen, rank)
+            alpha = scale  # lr / B: the members' own, folded into the deltas (a shared
+            if torch.is_tensor(scale):  # delta, a target, gets a K)
+                delta, alpha = delta * scale.view(K, *[1] * (rank - 1)), 1.0
             if a is None:
-                v.mul_(m).add_(bias_update(delta, keepdim=True))
+                v.mul_(m).add_(bias_update(delta, keepdim=True), alpha=alpha)
             elif is_conv(p):  # (K, out_c, in_c, k, k)
-                v.mul_(m).add_(weight_update(delta, a))
+                v.mul_(m).add_(weight_update(delta, a), alpha=alpha)
             else:  # (K, out, in)
-                addmm_(v, delta.mT, a, beta=m, alpha=1.0)
+                addmm_(v, delta.mT, a, beta=m, alpha=alpha)
             if self.state is not None and a is not None:
-                self.state.advance(l, delta, a, m, 1.0)
+                self.state.advance(l, delta, a, m, alpha)
             p.sub_(v)
 
     def _apply_general(self, f: Factors, lr) -> None:

@@ -11,6 +11,7 @@ import pepita_lab as pl
 from pepita_lab.config import RunConfig
 from pepita_lab.data import TensorData
 from pepita_lab.nets import init_net
+from pepita_lab.rules import get_rule
 from pepita_lab.store import read_checkpoint
 from pepita_lab.training import Trainer
 
@@ -34,7 +35,8 @@ def data_of(config):
 def checkpoint_0_4_0(config: RunConfig, data: TensorData) -> dict:
     """A fresh run's checkpoint as pepita-lab 0.4.0 wrote it: one net's tensors (weights
     (out, in) or (out_c, in_c, k, k), biases (out,)), its momentum shaped alike, no K."""
-    net = init_net(config, data.n_features, data.n_classes, image_shape=data.image_shape)
+    net = init_net(config, data.n_features, data.n_classes, image_shape=data.image_shape,
+                   feedback=get_rule(config.rule).init_feedback)
     params = net.params()
     return {"config": config.to_dict(),
             "net": {"weights": [W.clone() for W in net.weights],
