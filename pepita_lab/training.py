@@ -176,12 +176,10 @@ class Trainer:
         """The rule's factors on a batch, with the runs' settings and state."""
         return self._factors(self.net, x, target, masks, self.state)
 
-    def _lr(self, lrs: list[float]) -> float | Tensor:
-        """The members' learning rate: one number when they share it (a run, and most
-        populations: lr / B then scales the update inside its product, no pass over the
-        deltas), else a (K, 1, 1) column."""
-        if all(lr == lrs[0] for lr in lrs):
-            return lrs[0]
+    def _lr(self, lrs: list[float]) -> Tensor:
+        """The members' learning rates as a (K, 1, 1) column, folded into the deltas: every
+        member's update is then computed alike, whatever the others' (a point of a sweep
+        packed alone or with others: the same numbers, bit for bit)."""
         return torch.tensor(lrs, device=self.device).view(self.K, 1, 1)
 
     def train_step(self, x: Tensor, target: Tensor, lr) -> Factors:

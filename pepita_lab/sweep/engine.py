@@ -1,0 +1,83 @@
+"""Where packs of points run: in this process, on a local Dask cluster or on any Dask
+scheduler (`Engine`); a pack is one population (`run_pack`)."""
+
+from __future__ import annotations
+
+import math
+
+import xarray as xr
+
+from ..config import RunConfig
+
+
+def run_pack(configs: list[RunConfig], threads: int = 1) -> list[xr.Dataset]:
+    """One task: train `configs` as one population (conv nets one after the other); their
+    histories. Runs on a worker."""
+    import torch
+
+    from ..api import train_together
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = train_together(configs, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return [r.history for r in runs]
+
+
+def packs(configs: list[RunConfig], pack_size: int, n_workers: int = 1) -> list[list[RunConfig]]:
+    """Points grouped by architecture, each group cut into packs, enough to keep every worker
+    busy and at most `pack_size` points each."""
+    from ..training import shared_settings
+
+    groups: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        groups.setdefault(repr(sorted(shared_settings(c).items())), []).append(c)
+    out = []
+    for group in groups.values():
+        n = max(math.ceil(len(group) / pack_size), min(n_workers, len(group)))
+        size = math.ceil(len(group) / n)
+        out += [group[i:i + size] for i in range(0, len(group), size)]
+    return out
+
+
+class Engine:
+    """Where packs run: in this process, on a local Dask cluster, or on a scheduler."""
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None):
+        self.client = self.cluster = None
+        self.workers = max(workers, 1)
+        if scheduler or workers:
+            from dask.distributed import Client, LocalCluster
+
+            if scheduler:
+                self.client = Client(scheduler)
+            else:
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                            processes=True, dashboard_address=":0")
+                self.client = Client(self.cluster)
+            self.workers = max(len(self.client.scheduler_info()["workers"]), 1)
+
+    @property
+    def dashboard(self) -> str | None:
+        return None if self.client is None else self.client.dashboard_link
+
+    def map(self, tasks: list[list[RunConfig]], threads: int):
+        """Yield (pack, histories) as packs finish."""
+        if self.client is None:
+            for pack in tasks:
+                yield pack, run_pack(pack, threads)
+            return
+        from dask.distributed import as_completed
+
+        futures = {self.client.submit(run_pack, pack, threads, pure=False, retries=3): pack
+                   for pack in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
