@@ -16,10 +16,9 @@ input, summed over output positions, batch mean; `conv_update="icml-code"` scale
 `-1 / (B P)` (P output positions) as the authors' conv code does (docs/conv.md).
 
 This module is the rule and nothing else. The speed machinery (the modulated pass's first layer
-from the tracked `W_1 F`) is `pepita_fast`; the follow-up's options (ICLR 2024: normalisation,
-the forward and time-local variants, weight mirroring) are `pepita_options`; the registered
-`Rule` that picks between them is `pepita_rule`. The per-sample form of these equations, for
-the oracle tests, is `reference.pepita_reference`.
+from the tracked `W_1 F`) is `pepita_fast`; the follow-up's options (ICLR 2024) are
+`pepita_options`; the registered `Rule` that picks between them is `pepita_rule`. The
+per-sample form of these equations, for the oracle tests, is `reference.pepita_reference`.
 """
 
 from __future__ import annotations
