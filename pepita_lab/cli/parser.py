@@ -1,0 +1,193 @@
+"""The command's parser: every RunConfig field as a flag, typed and documented from the
+field, and each command's own flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import DATASETS, PRESETS, RunConfig, field_kind
+from .experiments import cmd_bench, cmd_demo, cmd_reproduce, cmd_sweep
+from .runs import cmd_compare, cmd_cost, cmd_data, cmd_figures, cmd_inspect
+from .train import GRID_FLAGS, cmd_train
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the lab's one-line errors (`pepita-lab: error: ...`, exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pepita-lab: error: {message} (see {self.prog} --help)\n")
+
+
+def _field_flag(p: argparse.ArgumentParser, f, grid: bool) -> None:
+    """The flag of RunConfig field `f`, typed and documented from the field; with `grid`, a
+    member field (see `config.setting`) takes several values: a population."""
+    kind, default = field_kind(f.name), getattr(RunConfig(), f.name)
+    flag = "--" + f.name.replace("_", "-")
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    doc = f.metadata["doc"]
+    if f.name == "rule":
+        from ..rules import rule_names
+
+        doc += f": {', '.join(rule_names())}"
+    help_ = f"{doc} (default {shown})".replace("%", "%%")
+    if kind == "bool":
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        return
+    kw = {"type": {"int": int, "int?": int, "float": float, "ints": int}.get(kind, str),
+          "metavar": f.name.upper().replace("_", "-"), "help": help_}
+    if kind == "ints":
+        kw["nargs"] = "*"
+    elif grid and f.name in GRID_FLAGS:
+        kw["nargs"] = "+"
+        kw["help"] += "; several values train a population"
+    p.add_argument(flag, **kw)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """Every RunConfig field as a flag (`--f-scale` for f_scale ...), then the run's own."""
+    import dataclasses
+
+    # Every default is None so that only flags the user gave override the preset.
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from the paper's settings")
+    for f in dataclasses.fields(RunConfig):
+        _field_flag(p, f, grid=True)
+    p.add_argument("--out", help="run folder to write (config.json, history.nc, "
+                                 "activations.nc, checkpoint.pt)")
+    p.add_argument("--trace-every", type=int, metavar="N",
+                   help="also record traces every N steps (default: every epoch only)")
+    p.add_argument("--snapshot-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="epochs at which to keep activation differences (default: every "
+                        "epoch of short runs; 0 1 2 5 10 20 50 ... and the last of long ones)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last complete epoch (its own "
+                        "settings; --epochs may extend it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (refused without this flag)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..bench.args import add_bench_arguments  # the flags only: not the harness, not torch
+
+    parser = Parser(prog="pepita-lab",
+                    description="The `pepita-lab` command: a thin layer over the Python API.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (e.g. pepita-lab --debug train ...)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train one run")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("inspect", help="summarise one run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("compare", help="table of final accuracies across run folders")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--by", nargs="+", default=["rule", "dataset"],
+                   help="run settings to group seeds by (default: rule dataset)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("cost", help="multiply-accumulates and memory per step, beside "
+                                    "measured step times")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--hidden", type=int, nargs="+", default=[1024])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-measure", action="store_true", help="the model only, no timing")
+    p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("figures", help="write PNG / SVG figures of run folders")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", help="folder for the figures (default RUN_DIR/figures)")
+    p.add_argument("--format", nargs="+", default=["png"], choices=["png", "svg", "html"])
+    p.set_defaults(func=cmd_figures)
+    p = sub.add_parser("demo", help="the quickstart without a browser: train PEPITA and BP "
+                                    "on MNIST and write their figures")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--subset", type=int)
+    p.add_argument("--data-dir")
+    p.add_argument("--device")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
+    rsub = p.add_subparsers(dest="what", required=True)
+    r = rsub.add_parser("table1", help="BP, FA, DRTP and PEPITA over seeds, beside the paper")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100", "synthetic"])
+    r.add_argument("--model", default="fc", choices=["fc", "conv"])
+    r.add_argument("--seeds", type=int, default=3, help="seeds of PEPITA and BP (default 3)")
+    r.add_argument("--baseline-seeds", type=int,
+                   help="seeds of FA and DRTP (default: as --seeds)")
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs")
+    r.add_argument("--subset", type=int, help="train on the first N samples only")
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--out", help="results folder (default results/table1/DATASET-MODEL)")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("deeper", help="1-3 hidden layers of 1024: PEPITA plain, with weight "
+                                       "decay + normalisation, with weight mirroring; BP, FA, "
+                                       "FF (ICLR 2024 follow-up)")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100", "synthetic"])
+    r.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3],
+                   help="numbers of hidden layers (default 1 2 3)")
+    r.add_argument("--width", type=int, default=1024, help="units per hidden layer")
+    r.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help="a subset of: pepita, pepita-minus, pepita+wd+norm, pepita+mirror, bp, fa, ff")
+    r.add_argument("--seeds", type=int, default=3,
+                   help="seeds of the PEPITA variants and BP (default 3)")
+    r.add_argument("--baseline-seeds", type=int, default=1,
+                   help="seeds of FA and FF (default 1)")
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs (the lr "
+                                              "milestones move to 60 %% and 90 %% of them)")
+    r.add_argument("--lr", type=float, help="the lr of the variants that take the paper's "
+                                            "(FF and pepita+wd+norm keep their own)")
+    r.add_argument("--subset", type=int, help="train on the first N samples only")
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--out", help="results folder (default results/deeper/DATASET)")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("figures", help="final accuracy against F scale (6 scales, 0.01 to 1) "
+                                        "and the figures of a table1 results folder")
+    r.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10",
+                                                          "cifar100", "synthetic"])
+    r.add_argument("--seeds", type=int, default=1)
+    r.add_argument("--epochs", type=int, help="override the paper's 100 epochs")
+    r.add_argument("--subset", type=int)
+    r.add_argument("--data-dir")
+    r.add_argument("--device")
+    r.add_argument("--table1", help="a table1 results folder to draw (default "
+                                    "results/table1/DATASET-fc)")
+    r.add_argument("--out", help="default results/figures/DATASET")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("sweep", help="a grid / random search over settings x seeds, packed "
+                                     "into populations, in-process or on Dask")
+    _add_train_args(p)
+    p.add_argument("--spec", help="a YAML or TOML file: base, grid, seeds, random, n_random, "
+                                  "pack_size, halving_epochs, halving_keep, threads")
+    p.add_argument("--grid", nargs="+", metavar="FIELD=V1,V2",
+                   help="sweep any config field (hidden: 256;512x512)")
+    p.add_argument("--random", nargs="+", metavar="FIELD=LOW:HIGH",
+                   help="random search: a log-uniform range or a list of choices")
+    p.add_argument("--n-random", type=int, help="number of random points")
+    p.add_argument("--workers", type=int, default=0,
+                   help="run on a local Dask cluster with N worker processes (0: in-process)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786)")
+    p.add_argument("--pack-size", type=int, help="most points trained as one population")
+    p.add_argument("--halving-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="successive halving: rank points at these epochs, keep the best")
+    p.add_argument("--halving-keep", type=float, help="fraction kept at each rung (0.5)")
+    p.add_argument("--threads", type=int, help="torch threads per task (default 1)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("bench", help="step and epoch times of every rule against the "
+                                     "machine's matrix-product peak")
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("data", help="fill the data folder from a local mirror")
+    p.add_argument("--mirror", required=True, help="folder in torchvision's layout")
+    p.add_argument("--data-dir", help="destination (default $PEPITA_LAB_DATA, else ./data)")
+    p.set_defaults(func=cmd_data)
+    return parser
