@@ -93,6 +93,11 @@ class Rule:
         None."""
         raise NotImplementedError(f"rule {self.name!r} does not define factors()")
 
+    def refusal(self, cfg) -> str | None:
+        """Why this rule cannot train `cfg` (a combination of its options it does not take),
+        in one line, or None (`rules.validate` refuses it)."""
+        return None
+
     def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
         """State carried across steps (None: the rule needs none)."""
         return None

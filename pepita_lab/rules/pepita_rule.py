@@ -8,6 +8,7 @@ from .base import Cost, Rule
 from .common import Factors
 from .pepita import pepita_factors
 from .pepita_fast import FirstLayerFeedback, first_layer_shortcut
+from .pepita_streamed import check_streamed, streamed_step
 from .pepita_options import (mirror_step, mirrors_in, pepita_options_factors, premirror_step,
                              time_local_step, uses_options)
 from .reference import pepita_reference
@@ -23,7 +24,8 @@ class Pepita(Rule):
     reference = staticmethod(pepita_reference)
     reads_F = True
     options = ("normalize", "pepita_variant", "time_local_masks", "weight_mirroring",
-               "mirror_lr", "mirror_decay", "mirror_noise", "premirror_epochs", "mirror_period")
+               "mirror_lr", "mirror_decay", "mirror_noise", "premirror_epochs", "mirror_period",
+               "streamed")
 
     def factors(self, net, x, target, masks, settings, state=None) -> Factors:
         x = net.shape_input(x)
@@ -48,6 +50,8 @@ class Pepita(Rule):
             f = premirror_step(trainer, x, masks, settings)
         elif settings.pepita_variant == "time-local":
             f = time_local_step(trainer, x, target, masks, lr, settings)
+        elif settings.streamed:  # each layer updated as soon as its factors exist
+            f = streamed_step(trainer, x, target, masks, lr)
         else:
             f = super().train_step(trainer, x, target, masks, lr)
         if mirrors_in(settings, epoch):
@@ -56,6 +60,9 @@ class Pepita(Rule):
             if trainer.state is not None:  # F changed: W_1 F again
                 trainer.state.refresh(trainer.net, trainer.velocity)
         return f
+
+    def refusal(self, cfg) -> str | None:
+        return check_streamed(cfg)
 
     def make_state(self, net, velocity, n_classes) -> FirstLayerFeedback | None:
         if not FirstLayerFeedback.applies(net.weights, n_classes):
