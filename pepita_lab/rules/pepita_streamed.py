@@ -34,6 +34,7 @@ from torch import Tensor
 from ..devices import precision
 from ..kernels import maps_layout
 from ..nets import layer_forward, layer_input
+from .base import Cost
 from .common import Factors
 from .pepita import modulated_input
 from .pepita_fast import first_layer_shortcut
@@ -72,7 +73,6 @@ def clean_output(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = 
     return h
 
 
-@torch.no_grad()
 def stream_factors(weights: list[Tensor], x: Tensor, target: Tensor, probs: Tensor,
                    F: Tensor, *, sign=1.0, output_error: str = "modulated",
                    masks: list[Tensor] | None = None, biases: list[Tensor] | None = None,
@@ -83,18 +83,17 @@ def stream_factors(weights: list[Tensor], x: Tensor, target: Tensor, probs: Tens
     (as `pepita_factors` / `pepita_options_factors` give them), recomputing both passes
     layer by layer from the clean output `probs` (`clean_output`). The caller may update
     `weights[l]` in place as soon as layer l is yielded (it is not read again), and should
-    drop its references to the factors before asking for the next layer."""
+    drop its references to the factors before asking for the next layer. Call it under
+    `torch.no_grad()` (not a decorator here: torch's generator wrapper would hold each
+    yielded layer while the next one is computed)."""
     L, B = len(weights), target.shape[-2]
     e = probs - target  # (B, C)
-    h, h_err = x, modulated_input(x, e, F, sign)  # h_0, h_0^err
+    a_in, a_err = x, modulated_input(x, e, F, sign)  # layer 1's inputs h_0, h_0^err
     if x.dim() >= 4:  # images: the layout the forward pass gives them
-        h, h_err = maps_layout(h), maps_layout(h_err)
+        a_in, a_err = maps_layout(a_in), maps_layout(a_err)
     for l, W in enumerate(weights):
         last, b = l == L - 1, None if biases is None else biases[l]
         mask = None if masks is None or last else masks[l]
-        a_in = h if l == 0 else layer_input(h, weights[l - 1], W, pool)
-        a_err = h_err if l == 0 else layer_input(h_err, weights[l - 1], W, pool)
-        del h, h_err  # only through a_in / a_err now (a conv map: freed once pooled)
         pre = pre_err = None
         if l == 0:
             shortcut = first_layer_shortcut(weights, a_in, F, sign, biases=biases,
@@ -103,25 +102,38 @@ def stream_factors(weights: list[Tensor], x: Tensor, target: Tensor, probs: Tens
             pre_err = shortcut["first_pre_err"](e) if "first_pre_err" in shortcut else None
             del shortcut
         if last:  # the clean output is `probs`; the modulated one only if its error is used
-            h = None
             h_err = layer_forward(W, a_err, b, last=True) if output_error == "modulated" \
                 else probs
-            delta = h_err - target
-        else:
-            h = layer_forward(W, a_in, b, mask, pre=pre, normalize=normalize)
-            del pre
-            if variant != "forward":
-                del a_in  # the clean input is not needed again
-            h_err = layer_forward(W, a_err, b, mask, pre=pre_err, normalize=normalize)
+            yield l, h_err - target, (a_in if variant == "forward" else a_err)
+            return
+        h = layer_forward(W, a_in, b, mask, pre=pre, normalize=normalize)
+        del pre
+        if variant != "forward":
+            a_in = None  # the clean input is not needed again
+        h_err = layer_forward(W, a_err, b, mask, pre=pre_err, normalize=normalize)
+        del pre_err
+        # the next layer's inputs; a conv map pooled (or flattened) into a copy is then not
+        # needed again, and its delta is written over it
+        next_in = layer_input(h, W, weights[l + 1], pool)
+        next_err = layer_input(h_err, W, weights[l + 1], pool)
+        if _shares_memory(next_in, h):
             delta = h - h_err
-            if conv_update == "icml-code" and delta.dim() >= 4:
-                delta = delta * (-1.0 / (B * delta.shape[-2] * delta.shape[-1]))
-        pre = pre_err = None
+        else:
+            delta = h.sub_(h_err)
+        del h, h_err
+        if conv_update == "icml-code" and delta.dim() >= 4:
+            delta.mul_(-1.0 / (B * delta.shape[-2] * delta.shape[-1]))
         yield l, delta, (a_in if variant == "forward" else a_err)
         del delta
-        a_in = a_err = None
+        a_in, a_err = next_in, next_err
+        del next_in, next_err
 
 
+def _shares_memory(a: Tensor, b: Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+@torch.no_grad()
 def streamed_step(trainer, x: Tensor, target: Tensor, masks, lr) -> Factors:
     """One streamed PEPITA step of the training loop: the clean output, then each layer's
     factors from `stream_factors`, folded into its weights by the loop's momentum update
@@ -153,9 +165,28 @@ def streamed_step(trainer, x: Tensor, target: Tensor, masks, lr) -> Factors:
     return Factors(deltas=[], inputs=[], probs=probs)
 
 
+def streamed_step_cost(plain: Cost, sizes: list[int], batch_size: int,
+                       output_error: str = "modulated",
+                       layer_macs: list[int] | None = None) -> Cost:
+    """The streamed step's cost from the plain step's (`Pepita.step_cost`): sizes [d, n_1,
+    ..., C] (a conv layer's n_l: its map's units), `layer_macs` the per-sample multiply-adds
+    of each layer (default n_l n_{l-1}).
+    MACs: the plain step's + B sum_{hidden l} M_l (the clean pass again through the hidden
+    layers), - B M_L with output_error "clean" (the modulated output is not computed).
+    Activation floats: the widest layer's B (n_{l-1} + 3 n_l) (its modulated input, h_l,
+    h_l^err and delta_l; n_0 = d for x_err), or at the output B (n_{L-1} + 2 C)."""
+    B = int(batch_size)
+    macs = layer_macs or [a * b for a, b in zip(sizes, sizes[1:])]
+    extra = B * sum(macs[:-1]) - (B * macs[-1] if output_error == "clean" else 0)
+    floats = B * max([a + 3 * b for a, b in zip(sizes[:-2], sizes[1:-1])]
+                     + [sizes[-2] + 2 * sizes[-1]])
+    return Cost(plain.macs + extra, floats, 4 * floats)
+
+
 def _full(t: Tensor) -> Tensor:
     """bf16 factors (precision "bf16") back in float32, as `devices.fast_step` gives them."""
     return t.float() if t.dtype == torch.bfloat16 else t
 
 
-__all__ = ["streamed_step", "stream_factors", "clean_output", "check_streamed"]
+__all__ = ["streamed_step", "stream_factors", "clean_output", "check_streamed",
+           "streamed_step_cost"]
