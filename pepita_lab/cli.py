@@ -246,23 +246,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from .analysis import measure_step_time
-    from .config import INPUT_SIZES, N_CLASSES
-    from .reports import cost_report
-    from .rules import rule_names
+    from .bench.cost_command import run_cost
 
-    RunConfig(dataset=args.dataset, hidden=tuple(args.hidden),
-              batch_size=args.batch_size).replace()  # refuses bad widths, batch sizes
-    sizes = [INPUT_SIZES[args.dataset], *args.hidden, N_CLASSES[args.dataset]]
-    times = None
-    if not args.no_measure:
-        times = {rule: measure_step_time(RunConfig(rule=rule, dataset=args.dataset,
-                                                   hidden=tuple(args.hidden),
-                                                   batch_size=args.batch_size,
-                                                   device=args.device))
-                 for rule in rule_names()}
-    print(cost_report(sizes, args.batch_size, times))
-    return 0
+    return run_cost(args)
 
 
 def cmd_figures(args) -> int:
@@ -342,6 +328,18 @@ def cmd_reproduce(args) -> int:
                 paths, "activations"), out / "figures")
         for path in written:
             print(path)
+        return 0
+
+    if args.what == "memory":
+        from .reproduce import memory_results
+
+        written = memory_results(args.out or "results/memory", depths=args.depths,
+                                 width=args.width, batch_sizes=args.batch_sizes,
+                                 device=args.device or "cpu", command=" ".join(
+                                     ["pepita-lab", *sys.argv[1:]]),
+                                 log=None if args.quiet else print)
+        print((written[0]).read_text().rstrip())
+        print(f"wrote {len(written)} files in {written[0].parent}")
         return 0
 
     if args.what == "deeper":
@@ -446,12 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", nargs="+", default=["rule", "dataset"],
                    help="run settings to group seeds by (default: rule dataset)")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("cost", help="multiply-accumulates and memory per step, beside "
-                                    "measured step times")
+    p = sub.add_parser("cost", help="multiply-accumulates and memory per step: the model "
+                                    "beside counted MACs, measured peak memory and step times")
     p.add_argument("--dataset", default="mnist", choices=DATASETS)
     p.add_argument("--hidden", type=int, nargs="+", default=[1024])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="fc", choices=["fc", "conv"],
+                   help="conv: the paper's conv net (--hidden ignored)")
     p.add_argument("--no-measure", action="store_true", help="the model only, no timing")
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("figures", help="write PNG / SVG figures of run folders")
@@ -508,6 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device")
     r.add_argument("--out", help="results folder (default results/deeper/DATASET)")
     r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("memory", help="measured peak step memory and counted MACs of every "
+                                       "rule, 1-3 hidden layers and the conv net, batch 1, "
+                                       "64, 512 (docs/memory.md)")
+    r.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
+    r.add_argument("--width", type=int, default=1024)
+    r.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 512])
+    r.add_argument("--device", choices=["cpu", "cuda"])
+    r.add_argument("--out", help="results folder (default results/memory)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)
     r = rsub.add_parser("figures", help="final accuracy against F scale (6 scales, 0.01 to 1) "

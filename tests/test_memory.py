@@ -56,3 +56,30 @@ def test_every_step_is_measured(model):
     for r in rows:
         assert r["peak_bytes_measured"] > 0 and r["bytes_model"] > 0, r
         assert r["macs_counted"] == r["macs_model"], r
+
+
+def test_reproduce_memory_writes_the_table_chart_and_command(tmp_path):
+    from pepita_lab.reproduce import memory_results
+
+    written = memory_results(tmp_path / "memory", depths=(1, 2), width=32, batch_sizes=(2, 4),
+                             conv=False, command="pepita-lab reproduce memory --test")
+    names = {p.name for p in written}
+    assert names == {"table.md", "table.csv", "memory.html", "memory.png", "memory.svg",
+                     "README.md"}
+    table = (tmp_path / "memory" / "table.md").read_text()
+    assert "pepita-streamed" in table and "2x32" in table and "| 1.00 |" in table  # BP / BP
+    assert "pepita-lab reproduce memory --test" in (tmp_path / "memory" / "README.md").read_text()
+
+
+def test_memory_chart_has_a_panel_per_net_and_a_line_per_step():
+    import pandas as pd
+
+    from pepita_lab.plots.memory import memory_chart
+
+    df = pd.DataFrame({"net": ["1x8", "1x8", "conv", "conv"], "batch_size": [1, 1, 1, 1],
+                       "step": ["bp", "pepita"] * 2, "peak_bytes_measured": [10, 20, 30, 30],
+                       "peak_vs_bp": [1.0, 2.0, 1.0, 1.0], "macs_counted": [1, 2, 3, 4]})
+    spec = memory_chart(df).to_dict()
+    assert len(spec["vconcat"]) == 2
+    assert spec["vconcat"][0]["facet"]["column"]["field"] == "net"
+    assert spec["vconcat"][0]["spec"]["encoding"]["color"]["field"] == "step"

@@ -119,3 +119,21 @@ def test_options_it_does_not_take_are_refused_in_one_line(changes, says):
         validate(FC.replace(streamed=True, **changes))
     assert says in str(err.value) and "streamed" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_sweep_dimension_a_cli_flag_and_an_explorer_control(tmp_path):
+    """`streamed` is recorded with the run (its identity once on), sweeps as any field,
+    is a `train` flag and an explorer control."""
+    from pepita_lab.cli import build_parser
+    from pepita_lab.sweep import SweepSpec, parse_assignments
+    from pepita_lab.widgets.controls import config_from_controls, make_controls
+
+    assert "streamed" not in FC.identity() and FC.replace(streamed=True).identity()["streamed"]
+    grid = parse_assignments(["streamed=false,true"], "grid")
+    points = SweepSpec(base=FC, grid=grid).points()
+    assert [p.streamed for p in points] == [False, True]
+    args = build_parser().parse_args(["train", "--streamed"])
+    assert args.streamed is True
+    controls = make_controls(FC, 4)
+    controls["streamed"].value = True
+    assert config_from_controls(controls, FC).streamed is True
