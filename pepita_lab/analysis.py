@@ -167,7 +167,7 @@ def format_table(df: pd.DataFrame, digits: int = 2, percent: bool = True) -> str
 
 
 def step_cost(rule: str, sizes, batch_size: int, *,
-              fused_first_layer: bool | str = "tracked"):
+              fused_first_layer: bool | str = "tracked", **options):
     """Multiply-accumulates and activation memory (`rules.Cost`) of one step of the rule named
     `rule` on a fully connected net of `sizes = [d, n_1, ..., C]` units, from the rule's own
     model (`Rule.step_cost`; PEPITA's `fused_first_layer` option says how its modulated first
@@ -179,13 +179,16 @@ def step_cost(rule: str, sizes, batch_size: int, *,
       bp, fa:     B P (forward) + B P (weight grads) + B sum_{l>=2} n_l n_{l-1} (error sent down)
       dfa, drtp:  B P + B P + B C sum_{hidden l} n_l (direct projections of e or t)
       pepita:     B d C (e F^T) + B P (clean) + the modulated pass + B P (`Pepita.step_cost`)
-    Activation floats kept during a step: B sum_l n_l (every h_0..h_L) + B max_{l>=1} n_l (one
-    error layer); PEPITA's streamed bound is in `Pepita.step_cost`.
+    Activation floats kept during a step: B sum_{l>=1} n_l (every h_1..h_L; the batch is
+    the loop's) + B max_{l>=1} n_l (one error layer); PEPITA keeps both passes (`streamed=True`:
+    the streamed step, `pepita_streamed.streamed_step_cost`). `options` go to the rule's model
+    (PEPITA: streamed, output_error). `bench.memory` measures what the step really allocates
+    beside these (docs/memory.md).
     """
     from .rules import get_rule  # torch: only when a cost is asked for
 
     return get_rule(rule).step_cost([int(n) for n in sizes], int(batch_size),
-                                    fused_first_layer=fused_first_layer)
+                                    fused_first_layer=fused_first_layer, **options)
 
 
 def _conv_layers(image_shape, conv_channels, kernel_size: int, pool: int, hidden,
@@ -212,7 +215,7 @@ def _conv_layers(image_shape, conv_channels, kernel_size: int, pool: int, hidden
 
 
 def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool: int,
-                   hidden, n_classes: int, batch_size: int):
+                   hidden, n_classes: int, batch_size: int, **options):
     """`step_cost` for a conv net (conv layers of `conv_channels` k x k filters, stride 1, no
     padding, each followed by a `pool` max-pool, then fully connected `hidden`, then the
     output), from the rule's `conv_step_cost`: multiply-accumulates of the convolutions and
@@ -224,14 +227,16 @@ def conv_step_cost(rule: str, image_shape, conv_channels, kernel_size: int, pool
       bp, fa:     B (P + P + sum_{l>=2} M_l)
       dfa, drtp:  B (P + P + C sum_{hidden l} u_l), u_l the size of layer l's output map
       pepita:     B (d C + P + P + P) (e F^T, both passes, the updates; never fused)
-    Activation floats: B (d + sum_l u_l) for one pass, twice that for PEPITA's two.
+    Activation floats: B (sum_l u_l + max_l u_l) for one pass and an error layer; PEPITA's
+    two passes and x_err, B (d + 2 sum_l u_l). `options` as `step_cost`.
     """
     from .rules import get_rule
 
     d = math.prod(int(v) for v in image_shape)
     macs_per_layer, units, _ = _conv_layers(image_shape, conv_channels, kernel_size, pool,
                                             hidden, n_classes)
-    return get_rule(rule).conv_step_cost(macs_per_layer, units, d, n_classes, int(batch_size))
+    return get_rule(rule).conv_step_cost(macs_per_layer, units, d, n_classes, int(batch_size),
+                                         **options)
 
 
 def cost_table(sizes, batch_size: int, rules=None, step_times: dict | None = None,

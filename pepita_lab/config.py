@@ -140,6 +140,10 @@ class RunConfig:
     mirror_period: int = setting(1, "weight mirroring: after the pre-mirroring epochs, mirror "
                                  "during epochs e with (e + 1) % mirror_period == 0",
                                  added=True)
+    streamed: bool = setting(False, "PEPITA: the streamed step: the clean pass once for the "
+                             "error, then both passes layer by layer, each layer updated and "
+                             "its activations dropped at once (less memory, the same weights; "
+                             "docs/memory.md)", added=True, rule_option=True)
     ff_threshold: float = setting(1.0, "Forward-Forward: goodness threshold per unit (a "
                                   "layer's sum of squares is compared with threshold x "
                                   "units)", added=True, rule_option=True)
@@ -351,6 +355,8 @@ def check_fields(cfg: RunConfig) -> RunConfig:
     cfg.mirror_noise = _float("mirror_noise", cfg.mirror_noise, low=0.0, low_open=True)
     cfg.premirror_epochs = check_int("premirror_epochs", cfg.premirror_epochs, low=0)
     cfg.mirror_period = check_int("mirror_period", cfg.mirror_period, low=1)
+    if not isinstance(cfg.streamed, bool):
+        _fail("streamed", cfg.streamed, "expected true or false")
     cfg.ff_threshold = _float("ff_threshold", cfg.ff_threshold, low=0.0)
     if cfg.model == "conv" and (cfg.normalize or cfg.f_distribution == "factorised"):
         name = "normalize" if cfg.normalize else "f_distribution"

@@ -95,24 +95,33 @@ def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = 
     for l, W in enumerate(weights):
         a_in = h if l == 0 else layer_input(h, weights[l - 1], W, pool)
         ins.append(a_in)
-        b = None if biases is None else biases[l]
-        a = first_pre if l == 0 and first_pre is not None else None
-        if l < L - 1:
-            if a is not None:
-                h = torch.relu(a)
-            elif is_conv(W):
-                h = conv_relu(a_in, W, b)  # (B, c, H', W')
-            else:
-                h = pre_activation(W, a_in, b).relu_()  # a fresh pre-activation: in place
-            if masks is not None:
-                h = h * masks[l]
-            if normalize:
-                h = batch_normalized(h)
-        else:
-            a = pre_activation(W, a_in, b) if a is None else a  # (B, C)
-            h = torch.softmax(a, dim=-1) if softmax else a
+        h = layer_forward(W, a_in, None if biases is None else biases[l],
+                          None if masks is None or l == L - 1 else masks[l], last=l == L - 1,
+                          pre=first_pre if l == 0 else None, softmax=softmax,
+                          normalize=normalize)
         hs.append(h)
     return hs, ins
+
+
+def layer_forward(W: Tensor, a_in: Tensor, b: Tensor | None = None, mask: Tensor | None = None,
+                  *, last: bool = False, pre: Tensor | None = None, softmax: bool = True,
+                  normalize: bool = False) -> Tensor:
+    """One layer of `forward_pass` on its input `a_in`: a hidden layer's ReLU output times its
+    dropout mask (normalised with `normalize`), or the last layer's softmax (its logits if not
+    `softmax`). `pre`, if given, is the layer's pre-activation already computed. A step that
+    keeps one layer at a time (`rules.pepita_streamed`) calls it layer by layer."""
+    if not last:
+        if pre is not None:
+            h = torch.relu(pre)
+        elif is_conv(W):
+            h = conv_relu(a_in, W, b)  # (B, c, H', W')
+        else:
+            h = pre_activation(W, a_in, b).relu_()  # a fresh pre-activation: in place
+        if mask is not None:
+            h = h * mask
+        return batch_normalized(h) if normalize else h
+    a = pre_activation(W, a_in, b) if pre is None else pre  # (B, C)
+    return torch.softmax(a, dim=-1) if softmax else a
 
 
 def batch_normalized(h: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ def memory_estimate(config: RunConfig) -> dict[str, int]:
     n_train, n_test = SPLIT_SIZES[config.dataset]
     n_train = min(n_train, config.subset or n_train)
     B, conv = config.batch_size, None
+    options = {"streamed": True} if config.streamed else {}
     if config.model == "conv":
         conv = (IMAGE_SHAPES[config.dataset], config.conv_channels, config.kernel_size,
                 config.pool, config.hidden)
@@ -32,9 +33,9 @@ def memory_estimate(config: RunConfig) -> dict[str, int]:
     if conv is None:
         sizes = [d, *config.hidden, C]
         units, per_layer = sizes[1:], [a * b for a, b in zip(sizes, sizes[1:])]
-        step = step_cost(config.rule, sizes, B).activation_bytes
+        step = step_cost(config.rule, sizes, B, **options).activation_bytes
     else:
-        step = conv_step_cost(config.rule, *conv, C, B).activation_bytes
+        step = conv_step_cost(config.rule, *conv, C, B, **options).activation_bytes
     return {
         "data": 4 * (n_train + n_test) * (d + 2),
         "weights": 4 * (3 * sum(per_layer) + d * C),  # W, momentum, feedback (<= W's size), F

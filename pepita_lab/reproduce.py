@@ -330,3 +330,31 @@ def write_deeper_results(plan: Plan, paths: list[Path], *, figures: bool = True)
         written += [plots.save_chart(c, out / f"{name}.png") for name, c in charts.items()
                     if c is not None]
     return written
+
+
+def memory_results(out: str | Path = "results/memory", *, command: str = "", log=None,
+                   **table_options) -> list[Path]:
+    """`pepita-lab reproduce memory`: every step's measured peak memory and counted MACs for
+    1-3 hidden layers of 1024 and the paper's conv net at batch 1, 64 and 512
+    (`bench.memory_table.memory_table`), written to `out` as table.md / table.csv, the chart
+    (html, png, svg) and README.md with the command that made them."""
+    from .bench.memory_table import markdown_table, memory_table
+    from .plots.common import save_chart
+    from .plots.memory import memory_chart
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = memory_table(log=log, **table_options)
+    (out / "table.md").write_text(markdown_table(df) + "\n")
+    df.to_csv(out / "table.csv", index=False)
+    chart = memory_chart(df)
+    written = [out / "table.md", out / "table.csv"]
+    written += [save_chart(chart, out / f"memory.{fmt}") for fmt in ("html", "png", "svg")]
+    (out / "README.md").write_text(
+        "# Measured step memory and multiply-adds of every rule\n\n"
+        f"Made by `{command or 'pepita-lab reproduce memory'}` on {df['device'].iloc[0]} "
+        f"(torch {__import__('torch').__version__}); see docs/memory.md for what is "
+        "measured and how it compares with MEMPEPITA.\n\n"
+        "- `table.md`, `table.csv`: one row per net, batch size and step\n"
+        "- `memory.html|png|svg`: peak memory against batch size, a panel per net\n")
+    return written + [out / "README.md"]

@@ -195,21 +195,25 @@ class Trainer:
             return None
         return torch.tensor([not r.alive for r in self.members], device=self.device)
 
-    def apply(self, f: Factors, lr) -> None:
+    def apply(self, f: Factors, lr, layers: range | None = None) -> None:
         """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
         `dW = delta^T a / B` fused into one (batched) addmm, lr / B folded into the deltas (a
         conv layer: its convolutional form, one convolution over the batch per member). A
         diverged member is frozen where it diverged: zero momentum, zero (not NaN) updates.
 
         With `weight_decay` λ, dW + λ W in place of dW; with `momentum_style` "torch",
-        `v = momentum v + dW; W -= lr v` (torch.optim.SGD)."""
+        `v = momentum v + dW; W -= lr v` (torch.optim.SGD). `layers`: only these layers (and
+        their biases), for a step that updates a layer as soon as its factors exist (the
+        others' factors may then be None)."""
         if not self._plain_update:
-            return self._apply_general(f, lr)
+            return self._apply_general(f, lr, layers)
         B, m, K = f.batch, self.base.momentum, self.K
         scale = lr / B  # a number, or (K, 1, 1)
         frozen = self._frozen()
         n_w = len(self.net.weights)
         for l, p in enumerate(self.net.params()):
+            if layers is not None and l % n_w not in layers:
+                continue
             # factors carry the weight's rank with a K, one less when the members share them
             # (the data as a first input, a target as a delta): those are left as they are
             rank = self.net.weights[l % n_w].dim()
@@ -229,7 +233,7 @@ class Trainer:
                 self.state.advance(l, delta, a, m, alpha)
             p.sub_(v)
 
-    def _apply_general(self, f: Factors, lr) -> None:
+    def _apply_general(self, f: Factors, lr, layers: range | None = None) -> None:
         """`apply` with weight decay or torch's momentum convention: `v = m v + g (dW + λ W);
         W -= o v`, (g, o) = (lr, 1) as the paper, (1, lr) as torch."""
         B, m, wd, K = f.batch, self.base.momentum, self.settings.weight_decay, self.K
@@ -237,6 +241,8 @@ class Trainer:
         frozen = self._frozen()
         n_w = len(self.net.weights)
         for l, p in enumerate(self.net.params()):
+            if layers is not None and l % n_w not in layers:
+                continue
             # a member column (K, 1, 1) viewed to the parameter's rank (a conv kernel's: 5)
             col = lambda t: t.view(K, *[1] * (p.dim() - 1)) if torch.is_tensor(t) else t  # noqa
             v, delta = self.velocity[l], f.deltas[l % n_w]
@@ -244,7 +250,7 @@ class Trainer:
             g = _members_only((dW / B + col(wd) * p) * col(gain), frozen, p.dim())
             v.mul_(m).add_(g)
             p.sub_(v * col(out))
-        if self.state is not None:
+        if self.state is not None and (layers is None or 0 in layers):
             self.state.refresh(self.net, self.velocity)
 
     def batch(self, perms: list[Tensor], i: int) -> tuple[Tensor, Tensor]:

@@ -174,14 +174,17 @@ def test_mac_counts_two_hidden_layers():
 
 
 def test_activation_memory():
+    """The step's own activations (the batch is the loop's; bench.memory measures them)."""
     bp = step_cost("bp", SIZES, B)
-    assert bp.activation_floats == 64 * (784 + 1024 + 10) + 64 * 1024
+    assert bp.activation_floats == 64 * (1024 + 10) + 64 * 1024
     assert bp.activation_bytes == 4 * bp.activation_floats
-    # clean h_1, h_2 + the streamed modulated pass at its widest (x_err and h_1^err)
-    assert step_cost("pepita", SIZES, B).activation_floats == 64 * (1024 + 10) + 64 * (784 + 1024)
-    # two hidden layers: the widest streamed pair is (h_1^err, h_2^err)
-    assert step_cost("pepita", [4, 8, 6, 3], 2).activation_floats == 2 * (8 + 6 + 3) + 2 * (8 + 6)
-    assert step_cost("dfa", [10, 8, 6, 3], 2).activation_floats == 2 * (10 + 8 + 6 + 3) + 2 * 8
+    # the plain PEPITA step keeps both passes whole: x_err, h_l and h_l^err
+    assert step_cost("pepita", SIZES, B).activation_floats == 64 * (784 + 2 * (1024 + 10))
+    assert step_cost("pepita", [4, 8, 6, 3], 2).activation_floats == 2 * (4 + 2 * (8 + 6 + 3))
+    # streamed: the widest layer's modulated input, h_l, h_l^err and delta_l
+    assert step_cost("pepita", [4, 8, 6, 3], 2, streamed=True).activation_floats == \
+        2 * max(4 + 3 * 8, 8 + 3 * 6, 6 + 2 * 3)
+    assert step_cost("dfa", [10, 8, 6, 3], 2).activation_floats == 2 * (8 + 6 + 3) + 2 * 8
     with pytest.raises(ValueError, match="rule='sgd'"):
         step_cost("sgd", SIZES, B)
 
@@ -218,15 +221,15 @@ def test_no_torch_import_at_module_level():
 
 def test_memory_estimate_counts_conv_layers_and_maps():
     """The paper's conv net, by hand: weights 32 x 1 x 5 x 5 + 4608 x 10 (each with momentum
-    and a feedback-sized copy) plus F (784 x 10); a PEPITA step keeps both passes' input and
-    maps (784 + 32 x 24 x 24 + 10 per sample), doubled for temporaries; evaluation chunks
+    and a feedback-sized copy) plus F (784 x 10); a PEPITA step keeps x_err and both passes'
+    maps (784 + 2 (32 x 24 x 24 + 10) per sample), doubled for temporaries; evaluation chunks
     likewise, without the factor of two passes."""
     from pepita_lab.preflight import memory_estimate
 
     config = preset("paper-mnist-conv")
     m = memory_estimate(config)
     assert m["weights"] == 4 * (3 * (32 * 25 + 4608 * 10) + 784 * 10)
-    assert m["step"] == 2 * 4 * 2 * 50 * (784 + 32 * 24 * 24 + 10)
+    assert m["step"] == 2 * 4 * 50 * (784 + 2 * (32 * 24 * 24 + 10))
     assert m["evaluation"] == 4 * 2 * config.eval_batch_size * (784 + 32 * 24 * 24 + 10)
     fc = memory_estimate(preset("paper-mnist"))
     assert m["data"] == fc["data"]

@@ -112,14 +112,25 @@ def test_inspect_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_cost_prints_the_model_beside_measured_times(capsys):
-    assert main(["cost", "--dataset", "synthetic", "--hidden", "32", "--batch-size", "16",
-                 "--device", "cpu"]) == 0
+def test_cost_prints_the_model_beside_counted_and_measured(capsys):
+    assert main(["cost", "--dataset", "synthetic", "--hidden", "32", "16", "--batch-size",
+                 "16", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "net 32-32-10, batch 16" in text
-    for rule in ("pepita", "bp", "fa", "dfa", "drtp"):
-        assert rule in text
-    assert "step_ms" in text and "gflops" in text
+    assert "synthetic, 32-32-16-10, batch 16, cpu" in text
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+    for step in ("bp", "bp-autograd", "fa", "dfa", "drtp", "ff", "pepita", "pepita-streamed"):
+        assert step in lines
+        assert lines[step][1] == lines[step][2]  # MACs: model == FlopCounterMode's count
+    for says in ("MACs (model)", "MACs (counted: FlopCounterMode)", "(model)",
+                 "peak KiB (measured: profiler)", "step ms (measured)"):
+        assert says in text
+
+
+def test_cost_of_the_conv_net_model_only(capsys):
+    assert main(["cost", "--model", "conv", "--no-measure"]) == 0
+    text = capsys.readouterr().out
+    assert "the paper's conv net" in text and "pepita-streamed" in text
+    assert " ff " not in text and "measured" not in text.split("\n")[1]
 
 
 def test_figures_writes_pngs_of_runs(tmp_path, capsys):

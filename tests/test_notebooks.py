@@ -21,7 +21,8 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["00_quickstart", "01_reproduce_mnist", "02_reproduce_cifar",
             "03_feedback_scale_and_learning_rate", "04_activation_differences",
-            "05_alignment_with_backprop", "06_architectures", "07_after_the_paper"]
+            "05_alignment_with_backprop", "06_architectures", "07_after_the_paper",
+            "08_cost_panel"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 CELL_TIMEOUT = 300  # seconds per cell

@@ -49,6 +49,18 @@ def cmd_reproduce(args) -> int:
             print(path)
         return 0
 
+    if args.what == "memory":
+        from ..reproduce import memory_results
+
+        written = memory_results(args.out or "results/memory", depths=args.depths,
+                                 width=args.width, batch_sizes=args.batch_sizes,
+                                 device=args.device or "cpu", command=" ".join(
+                                     ["pepita-lab", *sys.argv[1:]]),
+                                 log=None if args.quiet else print)
+        print((written[0]).read_text().rstrip())
+        print(f"wrote {len(written)} files in {written[0].parent}")
+        return 0
+
     if args.what == "deeper":
         from ..reproduce import deeper_plan, write_deeper_results
 

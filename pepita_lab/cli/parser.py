@@ -85,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", nargs="+", default=["rule", "dataset"],
                    help="run settings to group seeds by (default: rule dataset)")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("cost", help="multiply-accumulates and memory per step, beside "
-                                    "measured step times")
+    p = sub.add_parser("cost", help="multiply-accumulates and memory per step: the model "
+                                    "beside counted MACs, measured peak memory and step times")
     p.add_argument("--dataset", default="mnist", choices=DATASETS)
     p.add_argument("--hidden", type=int, nargs="+", default=[1024])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="fc", choices=["fc", "conv"],
+                   help="conv: the paper's conv net (--hidden ignored)")
     p.add_argument("--no-measure", action="store_true", help="the model only, no timing")
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("figures", help="write PNG / SVG figures of run folders")
@@ -147,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device")
     r.add_argument("--out", help="results folder (default results/deeper/DATASET)")
     r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+    r = rsub.add_parser("memory", help="measured peak step memory and counted MACs of every "
+                                       "rule, 1-3 hidden layers and the conv net, batch 1, "
+                                       "64, 512 (docs/memory.md)")
+    r.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
+    r.add_argument("--width", type=int, default=1024)
+    r.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 512])
+    r.add_argument("--device", choices=["cpu", "cuda"])
+    r.add_argument("--out", help="results folder (default results/memory)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reproduce)
     r = rsub.add_parser("figures", help="final accuracy against F scale (6 scales, 0.01 to 1) "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError
 
 
 def cmd_data(args) -> int:
@@ -50,23 +50,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from ..analysis import measure_step_time
-    from ..config import INPUT_SIZES, N_CLASSES
-    from ..reports import cost_report
-    from ..rules import rule_names
+    from ..bench.cost_command import run_cost
 
-    RunConfig(dataset=args.dataset, hidden=tuple(args.hidden),
-              batch_size=args.batch_size).replace()  # refuses bad widths, batch sizes
-    sizes = [INPUT_SIZES[args.dataset], *args.hidden, N_CLASSES[args.dataset]]
-    times = None
-    if not args.no_measure:
-        times = {rule: measure_step_time(RunConfig(rule=rule, dataset=args.dataset,
-                                                   hidden=tuple(args.hidden),
-                                                   batch_size=args.batch_size,
-                                                   device=args.device))
-                 for rule in rule_names()}
-    print(cost_report(sizes, args.batch_size, times))
-    return 0
+    return run_cost(args)
 
 
 def cmd_figures(args) -> int:

@@ -93,6 +93,11 @@ class Rule:
         None."""
         raise NotImplementedError(f"rule {self.name!r} does not define factors()")
 
+    def refusal(self, cfg) -> str | None:
+        """Why this rule cannot train `cfg` (a combination of its options it does not take),
+        in one line, or None (`rules.validate` refuses it)."""
+        return None
+
     def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
         """State carried across steps (None: the rule needs none)."""
         return None
@@ -145,24 +150,26 @@ class Rule:
         """Multiply-adds and activation floats of one step on a fully connected net with
         `sizes = [d, n_1, ..., C]` units. Default: one forward pass and the weight updates
         (B P each, P = sum_l n_l n_{l-1}), plus the error's way down by `error_path` ("chain":
-        B sum_{l>=2} n_l n_{l-1}; "direct": B C sum_hidden n_l); every h_l and one error layer
-        kept."""
+        B sum_{l>=2} n_l n_{l-1}; "direct": B C sum_hidden n_l); every h_1 .. h_L and one
+        error layer kept (the batch x is the loop's, made before the step: not counted, as
+        the measurement does not count it, `bench.memory`)."""
         B, pairs = int(batch_size), [a * b for a, b in zip(sizes, sizes[1:])]
         down = {"chain": B * sum(pairs[1:]),
                 "direct": B * sizes[-1] * sum(sizes[1:-1])}.get(self._error_path, 0)
-        floats = B * sum(sizes) + B * max(sizes[1:])
+        floats = B * sum(sizes[1:]) + B * max(sizes[1:])
         return Cost(2 * B * sum(pairs) + down, floats, 4 * floats)
 
     def conv_step_cost(self, layer_macs: list[int], units: list[int], d: int, n_classes: int,
-                       batch_size: int) -> Cost:
+                       batch_size: int, **options) -> Cost:
         """`step_cost` for a conv net: `layer_macs[l]` multiply-adds per sample of layer l's
         forward product (its weight update and sending an error through it cost as much),
         `units[l]` its output size (a conv layer's map before pooling). Default: as
-        `step_cost`, with the error's way down by `error_path`; one pass's activations kept."""
+        `step_cost`, with the error's way down by `error_path`; one pass's activations and
+        one error layer kept."""
         B, P = int(batch_size), sum(layer_macs)
         down = {"chain": sum(layer_macs[1:]),
                 "direct": n_classes * sum(units[:-1])}.get(self._error_path, 0)
-        floats = B * (d + sum(units))
+        floats = B * (sum(units) + max(units))
         return Cost(B * (2 * P + down), floats, 4 * floats)
 
 

@@ -160,9 +160,11 @@ class ForwardForward(Rule):
 
     def step_cost(self, sizes, batch_size, **options) -> Cost:
         """MACs: a forward pass of the hidden layers and their updates on 2B samples (positive
-        and negative), 4 B P_h (P_h = sum over hidden layers of n_l n_{l-1}); activation
-        floats: 2B sum of the hidden widths and the input."""
+        and negative), 4 B P_h (P_h = sum over hidden layers of n_l n_{l-1}), and the loop's
+        update of the untrained output layer with its zero factors, 2B n_{L-1} C (counted
+        by FlopCounterMode: tests/test_flops.py); activation floats: 2B sum of the hidden
+        widths and the input (FF's labelled inputs are the step's own)."""
         B = int(batch_size)
         hidden = sum(a * b for a, b in zip(sizes[:-2], sizes[1:-1]))
         floats = 2 * B * sum(sizes[:-1])
-        return Cost(4 * B * hidden, floats, 4 * floats)
+        return Cost(4 * B * hidden + 2 * B * sizes[-2] * sizes[-1], floats, 4 * floats)

@@ -30,6 +30,9 @@ def validate(cfg: RunConfig) -> RunConfig:
             _fail(f.name, getattr(cfg, f.name), f"rule {cfg.rule!r} does not read it (an "
                   f"option of {', '.join(takes) or 'no registered rule'}); leave it at "
                   f"{field_default(f.name)!r}")
+    refusal = rule.refusal(cfg)
+    if refusal is not None:
+        raise ConfigError(refusal)
     return cfg
 
 

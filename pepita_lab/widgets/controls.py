@@ -23,7 +23,7 @@ CONTROL_WIDTH = "340px"  # two columns of controls fit a notebook panel of about
 # controls with `Explorer(options=True)`.
 OPTION_FIELDS = ("weight_decay", "momentum_style", "normalize", "init", "pepita_variant",
                  "f_distribution", "weight_mirroring", "mirror_lr", "premirror_epochs",
-                 "ff_threshold")
+                 "ff_threshold", "streamed")
 
 
 def make_controls(base: RunConfig, max_depth: int) -> dict[str, W.Widget]:
@@ -105,6 +105,9 @@ def option_controls(base: RunConfig) -> dict[str, W.Widget]:
         "ff_threshold": W.FloatSlider(value=base.ff_threshold, min=0.1, max=4.0, step=0.1,
                                       description="FF threshold", continuous_update=False,
                                       **styled),
+        # PEPITA's streamed step: the same weights, less memory (docs/memory.md)
+        "streamed": W.Checkbox(value=base.streamed, description="streamed step (PEPITA)",
+                               indent=False),
     }
 
 
