@@ -86,8 +86,20 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     overrides.update({k: values[0] for k, values in grid.items()})
     base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
     _refuse_conv_flags_on_fc(args, base)
+    base = _with_rule_settings(args, base, given=[*overrides, *grid])
     return [base.replace(**dict(zip(grid, values)))
             for values in itertools.product(*grid.values())]
+
+
+def _with_rule_settings(args, base: RunConfig, given) -> RunConfig:
+    """`base` with its rule's own settings where no flag was given (rules/settings.py); which
+    it took is kept in `args.rule_settings` and said on stderr."""
+    from .rules.settings import describe, with_rule_settings
+
+    base, args.rule_settings = with_rule_settings(base, explicit=given)
+    if args.rule_settings:
+        print(f"pepita-lab: {describe(args.rule_settings, base.rule)}", file=sys.stderr)
+    return base
 
 
 class _PrintEpochs:
@@ -160,6 +172,7 @@ def cmd_train(args) -> int:
                      should_stop=stop.is_set, epochs=args.epochs)
     else:
         configs = configs_from_args(args)
+        _warn_unlearnable(configs[0])
         out = Path(args.out) if args.out else None
         stop = _stop_on_signals()
         if len(configs) > 1:
@@ -182,7 +195,17 @@ def cmd_train(args) -> int:
     if out is not None:
         print(f"wrote {out}")
     print(f"test_acc={run.test_acc:.4f}")
+    if "not_learned" in run.history.attrs:  # completed, but at chance: not a divergence
+        print(f"pepita-lab: the run completed but {run.history.attrs['not_learned']}")
     return 0
+
+
+def _warn_unlearnable(config: RunConfig) -> None:
+    """Settings known not to learn, said before training (advice.py); the run still goes."""
+    from .advice import unlearnable
+
+    for reason in unlearnable(config):
+        print(f"pepita-lab: warning: {reason}", file=sys.stderr)
 
 
 def _train_population(configs, out, args, stop) -> int:
@@ -196,7 +219,9 @@ def _train_population(configs, out, args, stop) -> int:
     for run in runs:
         c = run.config
         print(f"{run.history.run.item()}: f_scale={c.f_scale:g} lr={c.lr:g} seed={c.seed} "
-              f"status={run.status} test_acc={run.test_acc:.4f}")
+              f"status={run.status} test_acc={run.test_acc:.4f}"
+              + (f" ({run.history.attrs['not_learned']})" if "not_learned" in run.history.attrs
+                 else ""))
     if out is not None:
         print(f"wrote {len(runs)} run folders in {out}")
     if any(r.status == "stopped" for r in runs):
@@ -388,7 +413,8 @@ def cmd_sweep(args) -> int:
     configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
     base = RunConfig.from_dict({**doc.get("base", {}), **{
         k: v for k, v in configs[0].to_dict().items()
-        if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])}})
+        if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])
+        or k in args.rule_settings}})
     grid = dict(doc.get("grid", {}))
     # --f-scale 0.01 0.1, --lr ...: grid dimensions (seeds apart), in the order given
     given = [k for k in GRID_FLAGS if k != "seed" and getattr(args, k) is not None]
