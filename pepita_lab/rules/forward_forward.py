@@ -139,7 +139,8 @@ class ForwardForward(Rule):
     # paper's lr 0.1 stays at chance), and the lr drops of the measured 20-epoch run
     # (docs/results/ff-mnist: x0.3 after epochs 12 and 16, i.e. at 60 % and 80 % of training)
     # placed in the presets' 100 epochs (not measured at 100 epochs)
-    settings = {**paper_overrides, "batch_size": 50, "lr_milestones": (60, 80), "lr_gamma": 0.3}
+    trained_with = {**paper_overrides, "batch_size": 50, "lr_milestones": (60, 80),
+                    "lr_gamma": 0.3}
     options = ("ff_threshold",)
     # the logistic loss of an untrained layer's goodness can be hundreds of nats and still
     # train (its gradient saturates): only a non-finite loss means divergence

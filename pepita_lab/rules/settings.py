@@ -1,8 +1,8 @@
 """A rule's own settings: what it is usually trained with, applied wherever the rule is chosen
 and the user has not set them.
 
-Each rule declares `Rule.settings`, the training settings (fields of `TRAINING_FIELDS`) where
-it departs from the paper's preset for the dataset (PEPITA, BP, FA and DFA declare none: the
+Each rule declares `Rule.trained_with`, the training settings (fields of `TRAINING_FIELDS`)
+where it departs from the paper's preset for the dataset (PEPITA, BP, FA and DFA declare none: the
 paper's settings are theirs). `rule_settings` is the whole of them for a dataset and model.
 `with_rule_settings` puts a rule's own into a config, leaving every field the user set alone;
 `preset` is `config.preset` with them (a preset holds the paper's PEPITA settings, not the
@@ -34,7 +34,7 @@ def paper_settings(dataset: str = "mnist", model: str = "fc") -> dict:
 
 def own_settings(rule: str) -> dict:
     """The settings rule `rule` declares (where it departs from the paper's)."""
-    settings = dict(get_rule(rule).settings)
+    settings = dict(get_rule(rule).trained_with)
     unknown = sorted(set(settings) - set(TRAINING_FIELDS))
     if unknown:
         raise ValueError(f"rule {rule!r} declares settings {unknown}: a rule's settings are "

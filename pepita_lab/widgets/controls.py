@@ -50,7 +50,8 @@ _RULE_OPTIONS = {f.name for f in dataclasses.fields(RunConfig) if f.metadata["ru
 
 def _with_rules_values(name: str, values) -> list:
     """`values` and every rule's own value of setting `name`, so the rule dropdown can set it."""
-    own = {get_rule(r).settings[name] for r in rule_names() if name in get_rule(r).settings}
+    own = {get_rule(r).trained_with[name] for r in rule_names()
+           if name in get_rule(r).trained_with}
     return sorted(set(values) | own)
 
 
