@@ -18,8 +18,12 @@ WIDTHS = [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
 MAX_DEPTH = 4
 # Room for the longest control label ("subset (0 = all)"): ipywidgets' default cuts it.
 STYLE = {"description_width": "110px"}
-# three columns of controls (with the options) fit a notebook panel of about 950 px
-CONTROL_WIDTH = "300px"
+CONTROL_WIDTH = "290px"  # the column holding "subset (0 = all)"
+# The explorer's three columns (with the options) fit the output area of a notebook panel of
+# about 950 px (about 860 px beside the prompts): each column's labels as wide as its longest
+# (`column_style`), the others narrower.
+COLUMN_STYLES = {"left": ("80px", "262px"), "right": ("110px", CONTROL_WIDTH),
+                 "options": ("100px", "262px")}
 # The follow-up's options (ICLR 2024 PEPITA) and Forward-Forward's: a third column of
 # controls with `Explorer(options=True)`.
 OPTION_FIELDS = ("weight_decay", "momentum_style", "normalize", "init", "pepita_variant",
@@ -81,10 +85,10 @@ def make_controls(base: RunConfig, max_depth: int) -> dict[str, W.Widget]:
         "seed": W.IntText(value=base.seed, description="seed", **styled),
         "sign": W.ToggleButtons(options=[("x + F e", 1.0), ("x - F e", -1.0)],
                                 value=base.sign, description="modulation",
-                                style={**STYLE, "button_width": "82px"}),
-        "output_error": W.ToggleButtons(options=["modulated", "clean"],
-                                        value=base.output_error, description="last layer",
-                                        style={**STYLE, "button_width": "82px"}),
+                                style={**STYLE, "button_width": "78px"}),
+        # a dropdown: two toggle buttons' "modulated" would be cut in the narrow column
+        "output_error": W.Dropdown(options=["modulated", "clean"], value=base.output_error,
+                                   description="last layer", **styled),
         "keep_prob": W.FloatSlider(value=base.keep_prob, min=0.5, max=1.0, step=0.05,
                                    description="keep prob", continuous_update=False,
                                    **styled),
@@ -100,8 +104,7 @@ def make_controls(base: RunConfig, max_depth: int) -> dict[str, W.Widget]:
                                                 continuous_update=False, **styled)
     for control in c.values():
         control.layout.width = CONTROL_WIDTH
-    for name in ("sign", "output_error"):  # label beside the buttons, like the others
-        c[name].add_class("widget-inline-hbox")
+    c["sign"].add_class("widget-inline-hbox")  # label beside the buttons, like the others
     return c
 
 
@@ -136,6 +139,16 @@ def option_controls(base: RunConfig) -> dict[str, W.Widget]:
                                       description="FF threshold", continuous_update=False,
                                       **styled),
     }
+
+
+def column_style(controls: dict[str, W.Widget], names, column: str) -> list[W.Widget]:
+    """The controls `names`, styled for explorer column `column` (`COLUMN_STYLES`)."""
+    label, width = COLUMN_STYLES[column]
+    for name in names:
+        if hasattr(controls[name].style, "description_width"):
+            controls[name].style.description_width = label
+        controls[name].layout.width = width
+    return [controls[name] for name in names]
 
 
 def show_widths(controls: dict[str, W.Widget], max_depth: int) -> None:

@@ -28,8 +28,8 @@ from ..rules.settings import settings_attrs, switched_settings, with_rule_settin
 from ..traces import Tracer
 from .charts import (CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, SECOND_TITLES, _placeholder,
                      run_kinds, second_chart_kind, shows)
-from .controls import (MAX_DEPTH, OPTION_FIELDS, config_from_controls, make_controls, read_by,
-                       show_widths)
+from .controls import (MAX_DEPTH, OPTION_FIELDS, column_style, config_from_controls,
+                       make_controls, read_by, show_widths)
 from .labels import run_label
 
 ADVICE = "try a smaller lr or F scale"
@@ -112,8 +112,9 @@ class Explorer:
         self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
-        self.status = W.HTML("ready")
-        self.notes = W.HTML("")  # the rule's own settings; settings that cannot learn
+        self.status = W.HTML("ready").add_class("pepita-status")
+        # the rule's own settings; settings that cannot learn
+        self.notes = W.HTML("").add_class("pepita-notes")
         self.curves = alt.JupyterChart(_placeholder("test accuracy"), embed_options=EMBED_OPTIONS)
         self.alignment = alt.JupyterChart(_placeholder(SECOND_TITLES[self._kind()]),
                                           embed_options=EMBED_OPTIONS)
@@ -186,10 +187,11 @@ class Explorer:
     def _layout(self) -> W.Widget:
         c = self.controls
         self._show_widths()
-        left = W.VBox([c[k] for k in ("rule", "dataset", "f_scale", "lr", "sign",
-                                      "output_error", "keep_prob")])
-        right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(self.max_depth)]
-                       + [c[k] for k in ("batch_size", "epochs", "seed", "subset")])
+        left = W.VBox(column_style(c, ("rule", "dataset", "f_scale", "lr", "sign",
+                                       "output_error", "keep_prob"), "left"))
+        right = W.VBox(column_style(c, ["depth"] + [f"width_{l + 1}"
+                                                    for l in range(self.max_depth)]
+                                    + ["batch_size", "epochs", "seed", "subset"], "right"))
         buttons = W.HBox([self.run_button, self.stop_button, self.clear_button, self.progress])
         # a wrapping row: side by side when the panel is wide enough, else one below the other
         charts = W.Box([self.curves, self.alignment],
@@ -197,7 +199,7 @@ class Explorer:
         columns = [left, right]
         if self.show_options:
             columns.append(W.VBox([W.HTML("<b>after the paper</b> (ICLR 2024 PEPITA, FF)")]
-                                  + [c[k] for k in OPTION_FIELDS]))
+                                  + column_style(c, OPTION_FIELDS, "options")))
         controls = W.Box(columns, layout=W.Layout(display="flex", flex_flow="row wrap"))
         return W.VBox([controls, buttons, self.status, self.notes, charts],
                       layout=W.Layout(max_width="100%"))
