@@ -1,7 +1,8 @@
 """pepita-lab: study PEPITA, a learning rule that trains without a backward pass.
 
 The public API: `train`, `resume`, `train_grid`, `train_population`, `load_run`, `load_runs`,
-`Run`, `RunConfig`, `preset`, `PRESETS`, `ConfigError`. Names are imported on first use, so `import pepita_lab.plots` (altair, xarray)
+`Run`, `RunConfig`, `preset` (a preset with its rule's own settings:
+`rules.settings.preset`), `PRESETS`, `ConfigError`. Names are imported on first use, so `import pepita_lab.plots` (altair, xarray)
 does not pull in torch.
 """
 
@@ -9,7 +10,7 @@ __version__ = "0.5.0"
 
 _LAZY = {"train": "api", "resume": "api", "train_grid": "api", "train_population": "api",
          "load_run": "store", "load_runs": "store", "Run": "store",
-         "RunConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config"}
+         "RunConfig": "config", "preset": "rules.settings", "PRESETS": "config", "ConfigError": "config"}
 
 __all__ = [*_LAZY, "__version__"]
 

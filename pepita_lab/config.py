@@ -228,7 +228,7 @@ PRESETS.update({f"{name}-conv": dict(_PAPER_CONV, dataset=PRESETS[name]["dataset
 
 
 def preset(name: str, **overrides) -> RunConfig:
-    """The config of preset `name` with `overrides` applied on top."""
+    """Preset `name` with `overrides` on top, alone (`pepita_lab.preset` adds the rule's own)."""
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is unknown; allowed: {', '.join(PRESETS)}")
     return check_fields(RunConfig(**{**PRESETS[name], **overrides}))

@@ -22,11 +22,13 @@ import torch
 import xarray as xr
 
 from . import __version__, locks
+from .advice import outcome_attrs
 from .config import ConfigError, RunConfig
 from .files import atomic_write_bytes
 from .nets import Net
 from .records import (activations_dataset, history_dataset, read_netcdf,
                       with_run_coords, write_json, write_netcdf)
+from .rules.settings import settings_attrs
 
 if TYPE_CHECKING:  # reading a run needs neither the loop nor the tracer
     from .traces import Tracer
@@ -68,6 +70,10 @@ def run_datasets(trainer: "Member", tracer: "Tracer | None",
     attrs = dict(status=status, device=str(trainer.device))
     if trainer.divergence is not None:
         attrs.update({f"diverged_{k}": v for k, v in trainer.divergence.items()})
+    attrs.update(settings_attrs(trainer.config))  # which settings are the rule's own
+    if status == "completed":  # at chance or below the untrained net: said, with a cause
+        attrs.update(outcome_attrs(trainer.config, h.values.get("test_acc", []),
+                                   trainer.data.n_classes))
     history = history_dataset(trainer.config, h.epoch, h.values, tracer, **attrs)
     # status as a run coordinate too, so it survives concatenation (grids mark diverged runs)
     history = history.assign_coords(status=("run", [status]))

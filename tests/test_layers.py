@@ -18,7 +18,7 @@ LAYERS = [
     {"devices", "nets", "data"},
     {"rules"},  # every rule, the registry and the one door into training (rules.validate)
     {"training", "members", "traces"},
-    {"analysis", "preflight", "records"},
+    {"analysis", "preflight", "records", "advice"},
     {"store", "api", "sweep", "reports", "bench"},
     {"plots"},
     {"widgets", "cli", "reproduce", "notebook"},

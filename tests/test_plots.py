@@ -192,6 +192,21 @@ def test_accuracy_axis_keeps_what_cannot_be_zoomed():
     assert set(drawn(mixed).run) == {"r0", "r1"} and y_scale(mixed)["domain"][0] <= 0.07
 
 
+def test_a_run_ending_below_its_untrained_accuracy_fits_its_declared_size():
+    # epoch 0 at 11.3 %, then 9.8 %-10.1 %: the axis zooms to the trained epochs and the point
+    # above it is left out (it was drawn hundreds of px above a 200 px plot; issue 24)
+    chart = plots.learning_curves(curves([[0.113, 0.098, 0.101]]), width=300, height=200)
+    lo, hi = y_scale(chart)["domain"]
+    spec = chart.to_dict()
+    assert (spec["width"], spec["height"]) == (300, 200) and spec["mark"]["clip"] is True
+    assert hi < 0.113 and all(lo <= v <= hi for v in drawn(chart).test_acc)
+    assert sorted(drawn(chart).epoch.unique()) == [1, 2]
+    assert "epoch 0 (11.3%) above, not drawn" in subtitle(chart)
+    # below and above at once: a learned run's epoch 0 and a collapsed run's
+    both = plots.learning_curves(curves([[0.09, 0.5, 0.6], [0.7, 0.45, 0.4]]))
+    assert "epoch 0 (9.0%) below" in subtitle(both) and "epoch 0 (70.0%) above" in subtitle(both)
+
+
 def test_a_diverged_run_is_marked_where_it_diverged():
     h = curves([[0.1, 0.85, 0.88], [0.1, 0.8, np.nan]], diverged_at=[np.nan, 1.3])
     for chart in (plots.learning_curves(h), plots.f_alignment(h)):
@@ -202,8 +217,11 @@ def test_a_diverged_run_is_marked_where_it_diverged():
         assert "'diverged'" in text and "'shape': 'cross'" in text
     x = plots.learning_curves(h).to_dict()["layer"][0]["encoding"]["x"]
     assert x["scale"]["domain"] == [0.0, 2.0]
-    assert plots.learning_curves(curves([[0.1, 0.85]], diverged_at=[1.7])).to_dict()[
-        "layer"][0]["encoding"]["x"]["scale"]["domain"] == [0.0, 1.7]  # the mark is in view
+    # the mark is in view, inside the epoch it diverged in: the axis runs to that epoch's end
+    # (a cross at step 4 of 16 sits a quarter in, not at the last tick; issue 24)
+    x = plots.learning_curves(curves([[0.1, 0.85]], diverged_at=[1.7])).to_dict()[
+        "layer"][0]["encoding"]["x"]
+    assert x["scale"]["domain"] == [0.0, 2.0] and x["axis"]["values"] == [0, 1, 2]
     assert "x_end" not in str(plots.learning_curves(curves([[0.1, 0.85, 0.9]])).to_dict())
 
 

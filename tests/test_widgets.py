@@ -182,3 +182,78 @@ def test_explorer_names_the_field_of_an_overflowing_seed_and_escapes_errors(expl
     explorer.run_button.click()
     assert not explorer.running and "seed=" in explorer.error
     assert "<" not in explorer.error or "&lt;" in explorer.status.value
+
+
+# ------------------------------------------------ the explorer follows the rule (issue 24)
+
+
+def shown(ex, name) -> bool:
+    return ex.controls[name].layout.display != "none"
+
+
+def test_choosing_a_rule_moves_the_sliders_to_its_settings_and_back():
+    ex = Explorer(RunConfig(dataset="synthetic", epochs=1, hidden=(32,), device="cpu"),
+                  options=True)
+    c = ex.controls
+    c["rule"].value = "ff"
+    assert (c["lr"].value, c["batch_size"].value, c["keep_prob"].value) == (0.001, 50, 1.0)
+    assert c["weight_decay"].value == 3e-4
+    config = ex.config()
+    assert config.bias and config.lr_milestones == (60, 80)  # the settings without a control
+    assert "ff's own settings: bias=True lr=0.001" in ex.notes.value
+    # F's controls and PEPITA's options are hidden; FF's threshold shown
+    assert not any(shown(ex, k) for k in ("f_scale", "sign", "output_error", "normalize",
+                                          "weight_mirroring", "f_distribution"))
+    assert shown(ex, "ff_threshold") and "FF's own loss" in str(ex.alignment.chart.to_dict())
+    c["lr"].value = 0.003  # a value the user sets wins
+    assert ex.config().lr == 0.003 and "lr=0.003 (ff&#x27;s: 0.001)" in ex.notes.value
+    c["rule"].value = "pepita"
+    config = ex.config()
+    assert (config.lr, config.batch_size, config.keep_prob, config.bias) == (0.1, 64, 0.9,
+                                                                            False)
+    assert shown(ex, "f_scale") and not shown(ex, "ff_threshold") and ex.notes.value == ""
+
+
+def test_ticking_mirroring_sets_a_factorised_f_and_x_minus_f_e_at_once():
+    ex = Explorer(RunConfig(dataset="synthetic", epochs=3, hidden=(32,), device="cpu"),
+                  options=True)
+    c = ex.controls
+    assert not shown(ex, "mirror_lr")
+    c["weight_mirroring"].value = True
+    assert (c["f_distribution"].value, c["sign"].value) == ("factorised", -1.0)  # before Run
+    assert shown(ex, "mirror_lr") and shown(ex, "premirror_epochs")
+    assert "Weight mirroring" in str(ex.alignment.chart.to_dict())
+    c["weight_mirroring"].value = False
+    assert (c["f_distribution"].value, c["sign"].value) == ("uniform", 1.0)
+    assert "Weight mirroring" not in str(ex.alignment.chart.to_dict())
+
+
+def test_the_explorer_says_unlearnable_settings_before_and_after_a_run():
+    ex = Explorer(RunConfig(dataset="synthetic", epochs=1, hidden=(32,), device="cpu"),
+                  options=True)
+    c = ex.controls
+    c["weight_mirroring"].value = True  # pre-mirroring 1 of 1 epochs: weights never train
+    assert "unlikely to learn:</b> pre-mirroring takes 1 of the 1 epochs" in ex.notes.value
+    ex.run_button.click()
+    ex.wait(120)
+    assert ex.runs[-1].status == "completed" and ex.progress.bar_style == "warning"
+    assert "completed but did not learn: ended at" in ex.status.value
+    assert "likely cause: pre-mirroring takes 1 of the 1 epochs" in ex.status.value
+    assert "diverged" not in ex.status.value
+    c["epochs"].value = 2
+    assert "unlikely" not in ex.notes.value
+
+
+def test_legends_name_what_differs_between_overlaid_runs(explorer):
+    c = explorer.controls
+    for sign in (1.0, -1.0):
+        c["sign"].value = sign
+        explorer.run_button.click()
+        explorer.wait(60)
+    c["rule"].value = "ff"
+    explorer.run_button.click()
+    explorer.wait(60)
+    names = [str(h.run.item()) for h in explorer.histories]
+    assert "x+Fe F=0.05" in names[0] and "x-Fe F=0.05" in names[1]
+    assert names[2].startswith("#3 ff lr=0.001") and "F=" not in names[2]
+    assert "2 run(s) of other rules not shown" in str(explorer.alignment.chart.to_dict())

@@ -105,7 +105,8 @@ def cmd_sweep(args) -> int:
     configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
     base = RunConfig.from_dict({**doc.get("base", {}), **{
         k: v for k, v in configs[0].to_dict().items()
-        if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])}})
+        if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])
+        or k in args.rule_settings}})
     grid = dict(doc.get("grid", {}))
     # --f-scale 0.01 0.1, --lr ...: grid dimensions (seeds apart), in the order given
     given = [k for k in GRID_FLAGS if k != "seed" and getattr(args, k) is not None]

@@ -31,8 +31,20 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     overrides.update({k: values[0] for k, values in grid.items()})
     base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
     _refuse_conv_flags_on_fc(args, base)
+    base = _with_rule_settings(args, base, given=[*overrides, *grid])
     return [base.replace(**dict(zip(grid, values)))
             for values in itertools.product(*grid.values())]
+
+
+def _with_rule_settings(args, base: RunConfig, given) -> RunConfig:
+    """`base` with its rule's own settings where no flag was given (rules/settings.py); which
+    it took is kept in `args.rule_settings` and said on stderr."""
+    from ..rules.settings import describe, with_rule_settings
+
+    base, args.rule_settings = with_rule_settings(base, explicit=given)
+    if args.rule_settings:
+        print(f"pepita-lab: {describe(args.rule_settings, base.rule)}", file=sys.stderr)
+    return base
 
 
 class _PrintEpochs:
@@ -105,6 +117,7 @@ def cmd_train(args) -> int:
                      should_stop=stop.is_set, epochs=args.epochs)
     else:
         configs = configs_from_args(args)
+        _warn_unlearnable(configs[0])
         out = Path(args.out) if args.out else None
         stop = _stop_on_signals()
         if len(configs) > 1:
@@ -127,7 +140,17 @@ def cmd_train(args) -> int:
     if out is not None:
         print(f"wrote {out}")
     print(f"test_acc={run.test_acc:.4f}")
+    if "not_learned" in run.history.attrs:  # completed, but at chance: not a divergence
+        print(f"pepita-lab: the run completed but {run.history.attrs['not_learned']}")
     return 0
+
+
+def _warn_unlearnable(config: RunConfig) -> None:
+    """Settings known not to learn, said before training (advice.py); the run still goes."""
+    from ..advice import unlearnable
+
+    for reason in unlearnable(config):
+        print(f"pepita-lab: warning: {reason}", file=sys.stderr)
 
 
 def _train_population(configs, out, args, stop) -> int:
@@ -141,7 +164,9 @@ def _train_population(configs, out, args, stop) -> int:
     for run in runs:
         c = run.config
         print(f"{run.history.run.item()}: f_scale={c.f_scale:g} lr={c.lr:g} seed={c.seed} "
-              f"status={run.status} test_acc={run.test_acc:.4f}")
+              f"status={run.status} test_acc={run.test_acc:.4f}"
+              + (f" ({run.history.attrs['not_learned']})" if "not_learned" in run.history.attrs
+                 else ""))
     if out is not None:
         print(f"wrote {len(runs)} run folders in {out}")
     if any(r.status == "stopped" for r in runs):

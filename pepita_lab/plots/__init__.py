@@ -11,7 +11,8 @@ The modules, by family of chart (every public name is importable from here):
                   `run_settings`, thinning, colours, tooltips, axes, the accuracy zoom,
                   `save_chart`
   curves.py       metrics over epochs: `learning_curves`, `depth_curves`
-  alignment.py    angles: `bp_alignment`, `f_alignment`, `layer_angles`, `mirror_angle_curves`
+  alignment.py    angles: `bp_alignment`, `f_alignment`, `layer_angles`, `mirror_angle_curves`,
+                  `per_layer_curves`
   activations.py  the snapshots: `activation_heatmap`, `activation_distribution`,
                   `activation_summary`, `modulated_inputs`
   summaries.py    final values across runs: `accuracy_map`, `final_vs_setting`,
@@ -21,7 +22,8 @@ The modules, by family of chart (every public name is importable from here):
 
 from .activations import (activation_distribution, activation_heatmap, activation_summary,
                           modulated_inputs)
-from .alignment import bp_alignment, f_alignment, layer_angles, mirror_angle_curves
+from .alignment import (bp_alignment, f_alignment, layer_angles, mirror_angle_curves,
+                        per_layer_curves)
 from .common import (EMBED_OPTIONS, KEY_SETTINGS, LABELS, LEGEND_LABEL_LIMIT, MAX_ROWS,
                      history_frame, run_settings, save_chart)
 from .curves import depth_curves, learning_curves
@@ -31,7 +33,7 @@ from .summaries import (accuracy_map, best_points_chart, cost_chart, final_vs_se
 
 __all__ = ["MAX_ROWS", "EMBED_OPTIONS", "LEGEND_LABEL_LIMIT", "KEY_SETTINGS", "LABELS",
            "run_settings", "history_frame", "save_chart", "learning_curves", "depth_curves",
-           "bp_alignment", "f_alignment", "layer_angles", "mirror_angle_curves",
+           "bp_alignment", "f_alignment", "layer_angles", "mirror_angle_curves", "per_layer_curves",
            "activation_heatmap", "activation_distribution", "activation_summary",
            "modulated_inputs", "accuracy_map", "final_vs_setting", "best_points_chart",
            "slowness_chart", "cost_chart", "run_figures"]

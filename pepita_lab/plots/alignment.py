@@ -51,7 +51,7 @@ def layer_angles(history: xr.Dataset, name: str, color: str = "variant", *, widt
         return None
     color = color if color in ds.coords else _default_color(ds)
     lines = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=_x_axis("epoch", df), y=alt.Y(f"{name}:Q", title=_label(ds, name),
+        x=_x_axis("epoch", df), y=alt.Y(f"{name}:Q", title=_wrapped(_label(ds, name), height),
                                          scale=alt.Scale(domain=[0, 180])),
         color=_color(ds, color), detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer",
                                                                    name))
@@ -62,22 +62,42 @@ def layer_angles(history: xr.Dataset, name: str, color: str = "variant", *, widt
         title=_title(_sentence(_label(ds, name))))
 
 
+def per_layer_curves(history: xr.Dataset, name: str, title: str, color: str | None = None, *,
+                     width: int = 400, height: int = 250):
+    """A per-layer angle (`mirror_angle`, `bp_angle`, ...) over epochs for every run: colour
+    by run (`color`), dash by layer, and a legend entry per layer drawn as its dash (not one
+    dot for all); the 90-degree line."""
+    ds = _with_run_dim(history)
+    df = history_frame(ds, name, dims=("epoch", "layer")).dropna(subset=[name])
+    color = _color(ds, color or _default_color(ds))
+    dash = alt.StrokeDash("layer:O", title="layer l (last = output)", legend=alt.Legend(
+        symbolType="stroke", symbolStrokeColor="black", symbolStrokeWidth=2))
+    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+        x=_x_axis("epoch", df), y=alt.Y(f"{name}:Q", title=_wrapped(_label(ds, name), height),
+                                        scale=alt.Scale(domain=[0, 180])),
+        color=color, strokeDash=dash, detail="run:N",
+        tooltip=_tooltip(ds, "run", "epoch", "layer", name))
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
+    return alt.layer(lines, rule).properties(width=width, height=height, title=_title(title))
+
+
 def mirror_angle_curves(history: xr.Dataset, color: str | None = None, *, width: int = 400,
                         height: int = 250):
     """The angle between each factor B_l of a factorised F and W_l^T over epochs (weight
     mirroring drives it down): a line per run and layer, dashed by layer."""
-    ds = _with_run_dim(history)
-    df = history_frame(ds, "mirror_angle", dims=("epoch", "layer")).dropna(
-        subset=["mirror_angle"])
-    color = _color(ds, color or _default_color(ds))
-    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
-        x=_x_axis("epoch", df), y=alt.Y("mirror_angle:Q", title=_label(ds, "mirror_angle"),
-                                        scale=alt.Scale(domain=[0, 180])),
-        color=color, strokeDash=alt.StrokeDash("layer:O", title="layer l"),
-        detail="run:N", tooltip=_tooltip(ds, "run", "epoch", "layer", "mirror_angle"))
-    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(90))
-    return alt.layer(lines, rule).properties(width=width, height=height, title=_title(
-        "Weight mirroring: angle(B_l, W_l^T)"))
+    return per_layer_curves(history, "mirror_angle", "Weight mirroring: angle(B_l, W_l^T)",
+                            color, width=width, height=height)
+
+
+def _wrapped(text: str, height: int, px_per_char: float = 6.5) -> str | list[str]:
+    """An axis title broken into lines no longer than the axis (`height` px)."""
+    limit, lines = max(10, int(height / px_per_char)), [""]
+    for word in text.split(" "):
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > limit:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}".strip()
+    return lines if len(lines) > 1 else text
 
 
 def f_alignment(history: xr.Dataset, color: str | None = None, *, steps: bool = False,

@@ -140,8 +140,12 @@ def _x_axis(x: str, df: pd.DataFrame, end: float = -math.inf) -> alt.X:
     axis = alt.Axis(values=values.tolist(), format="d") if len(values) <= 12 else alt.Undefined
     if not len(values):
         return alt.X(f"{x}:Q", title=x, axis=axis)
-    domain = [float(values[0]), max(float(values[-1]), end)]
-    return alt.X(f"{x}:Q", title=x, axis=axis, scale=alt.Scale(domain=domain))
+    # a run diverged within an epoch ends at a fraction of it: the axis runs to that epoch's
+    # end, so a cross at step 4 of 16 sits a quarter of the way in, not at the last tick
+    last = max(float(values[-1]), float(math.ceil(end)) if math.isfinite(end) else end)
+    if last > values[-1] and len(values) <= 12:
+        axis = alt.Axis(values=[*values.tolist(), int(last)], format="d")
+    return alt.X(f"{x}:Q", title=x, axis=axis, scale=alt.Scale(domain=[float(values[0]), last]))
 
 
 def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):
@@ -149,7 +153,9 @@ def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):
     note on those left out. The untrained net (epoch 0) sits near chance: an axis from there
     to 100 % squeezes 96.5 % and 97.7 % into one line. So each run's epoch 0 is left out when
     the run has later values (a run diverged in its first epoch keeps it), once the kept values
-    span two epochs at least."""
+    span two epochs at least. Rows outside the zoomed axis, below it (epoch 0 of a run that
+    learned) or above it (epoch 0 of a run that ended below its untrained accuracy), are not
+    drawn, so the chart keeps its declared size; the note gives their values."""
     finite = df[np.isfinite(df[name])]
     trained = finite[x] > 0
     has_trained = trained.groupby(finite["run"]).transform("any")
@@ -159,15 +165,22 @@ def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):
     lo, hi = float(kept[name].min()), float(kept[name].max())
     pad = max(0.15 * (hi - lo), 0.01)
     lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
-    below = df[df[name] < lo]
-    note = ""
-    if len(below):
-        where = f"{x} 0" if (below[x] == 0).all() else f"{len(below)} points"
-        v0, v1 = below[name].min(), below[name].max()
-        note = (f"axis zoomed to {lo:.1%}-{hi:.1%}; {where} ({v0:.1%}"
-                + (f"-{v1:.1%}" if v1 > v0 else "") + ") below, not drawn")
+    notes = [_left_out(df[df[name] < lo], name, x, "below"),
+             _left_out(df[df[name] > hi], name, x, "above")]
+    notes = [n for n in notes if n]
+    note = f"axis zoomed to {lo:.1%}-{hi:.1%}; " + "; ".join(notes) if notes else ""
     axis = alt.Axis(format=".1%" if hi - lo < 0.1 else ".0%")
-    return alt.Scale(domain=[lo, hi], nice=False, zero=False), axis, df[df[name] >= lo], note
+    shown = df[(df[name] >= lo) & (df[name] <= hi)]
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False), axis, shown, note
+
+
+def _left_out(rows: pd.DataFrame, name: str, x: str, where: str) -> str:
+    """'epoch 0 (9.8%) below, not drawn' for the rows of a zoomed axis left out."""
+    if not len(rows):
+        return ""
+    which = f"{x} 0" if (rows[x] == 0).all() else f"{len(rows)} points"
+    v0, v1 = rows[name].min(), rows[name].max()
+    return f"{which} ({v0:.1%}" + (f"-{v1:.1%}" if v1 > v0 else "") + f") {where}, not drawn"
 
 
 def save_chart(chart, path, *, scale_factor: float = 2) -> Path:

@@ -54,7 +54,7 @@ def _curve(ds: xr.Dataset, name: str, color, detail: str, width: int, height: in
                                       (scale, alt.Axis(format=".0%"), df, ""))
     color = _color(ds, color)
     diverged, end = _divergence_marks(ds, shown, name, x, color)
-    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=18), clip=True).encode(
         x=_x_axis(x, df, end), y=alt.Y(f"{name}:Q", title=_label(ds, name), axis=axis,
                                         scale=scale),
         color=color, detail=f"{detail}:N", tooltip=_tooltip(ds, "run", x, name),
@@ -91,7 +91,7 @@ def depth_curves(history: xr.Dataset, metric: str = "test_acc", color: str = "va
     shown, scale, axis = df, alt.Undefined, alt.Undefined
     if metric.endswith("_acc"):
         scale, axis, shown, _ = _accuracy_zoom(df, metric, "epoch")
-    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
+    chart = alt.Chart(shown).mark_line(point=alt.OverlayMarkDef(size=14), clip=True).encode(
         x=_x_axis("epoch", df), y=alt.Y(f"{metric}:Q", title=_label(ds, metric), axis=axis,
                                          scale=scale),
         color=_color(ds, color), detail="run:N",

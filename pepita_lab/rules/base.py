@@ -71,6 +71,10 @@ class Rule:
     table1_models: ClassVar[tuple[str, ...]] = ()
     baseline: ClassVar[bool] = True
     paper_overrides: ClassVar[dict] = {}
+    # the training settings the rule is usually trained with where they differ from the
+    # paper's preset for the dataset (lr, batch_size, ...: `rules.settings.TRAINING_FIELDS`);
+    # they apply wherever the rule is chosen and the user has not set them (rules/settings.py)
+    trained_with: ClassVar[dict] = {}
     # the readable per-sample form from the equations (float64 loops), for oracle tests:
     # (weights, x, target, ...) -> list of dW; None if the rule has none
     reference: ClassVar[Callable | None] = None

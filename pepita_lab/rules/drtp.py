@@ -34,4 +34,5 @@ class DRTP(DirectFeedbackAlignment):
     # (feedback scale 0.01: 90.8 %, 0.1: 89.3 %) and lr 0.01 (0.01: 90.7 %); the
     # slowest-growing of the best is used.
     paper_overrides = {"lr": 0.001, "feedback_scale": 0.01}
+    trained_with = paper_overrides
     reference = staticmethod(drtp_reference)

@@ -15,7 +15,44 @@ CHART_WIDTH, CHART_HEIGHT = 300, 200
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}
 
 
-def _placeholder(title: str) -> alt.Chart:
-    return alt.Chart(pd.DataFrame({"epoch": [0], "value": [0.0]})).mark_point(opacity=0).encode(
-        x="epoch:Q", y="value:Q").properties(title=title, width=CHART_WIDTH,
-                                             height=CHART_HEIGHT)
+def _placeholder(title: str, text: str = "no run yet") -> alt.Chart:
+    """An empty chart of the explorer's size: its title and a word, no axes to read."""
+    return alt.Chart(pd.DataFrame({"x": [0.5], "y": [0.5]})).mark_text(color="gray").encode(
+        x=alt.X("x:Q", axis=None, scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[0, 1])), text=alt.value(text)
+    ).properties(title=title, width=CHART_WIDTH, height=CHART_HEIGHT)
+
+
+# The explorer's second chart, by what is being trained: what means something for that rule.
+# PEPITA: the angle between the network's map and F (its feedback); with weight mirroring, the
+# angles of F's factors with the forward weights. FF: its own loss (the goodness losses summed
+# over the layers): FF has no F and no error signal, and its output layer is neither trained
+# nor used, so an angle with BP's gradient (which flows through that random output layer)
+# says nothing about what its layers learn, while the loss is what each of them descends. BP:
+# its test loss (its angle with itself is 0). FA, DFA, DRTP: each layer's angle with BP's
+# gradient, the measure of feedback alignment.
+SECOND_CHARTS = {"pepita": "f_angle", "ff": "train_loss", "bp": "test_loss"}
+SECOND_TITLES = {"f_angle": "F angle", "mirror_angle": "Weight mirroring: angle(B_l, W_l^T)",
+                 "train_loss": "FF's own loss (goodness, summed over layers)",
+                 "test_loss": "Test loss", "bp_angle": "Angle of each layer's update with BP's"}
+
+
+def second_chart_kind(rule: str, mirroring: bool = False) -> str:
+    """Which second chart the explorer shows for `rule` (and weight mirroring)."""
+    if mirroring:
+        return "mirror_angle"
+    return SECOND_CHARTS.get(rule, "bp_angle")
+
+
+def run_kinds(ds) -> list[str]:
+    """`second_chart_kind` of each run of a history dataset (from its run coordinates)."""
+    rules = [str(r) for r in ds["rule"].values]
+    mirror = (ds["weight_mirroring"].values if "weight_mirroring" in ds.coords
+              else [False] * len(rules))
+    return [second_chart_kind(r, bool(m)) for r, m in zip(rules, mirror)]
+
+
+def shows(kind: str, run_kind: str) -> bool:
+    """Whether a run of `run_kind` belongs on the second chart of `kind` (a mirrored PEPITA
+    run has an F angle too)."""
+    return run_kind == kind or (kind == "f_angle" and run_kind == "mirror_angle")

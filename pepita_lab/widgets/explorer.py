@@ -8,6 +8,7 @@ epoch in an altair `JupyterChart` (updated in place). Every finished run is kept
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import threading
@@ -19,13 +20,17 @@ import numpy as np
 import xarray as xr
 
 from .. import plots
+from ..advice import unlearnable
 from ..api import Run, run_datasets, train
 from ..config import ConfigError, RunConfig
 from ..rules import validate
+from ..rules.settings import settings_attrs, switched_settings, with_rule_settings
 from ..traces import Tracer
-from .charts import CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, _placeholder
-from .controls import (MAX_DEPTH, OPTION_FIELDS, config_from_controls, make_controls,
-                       show_widths)
+from .charts import (CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, SECOND_TITLES, _placeholder,
+                     run_kinds, second_chart_kind, shows)
+from .controls import (MAX_DEPTH, OPTION_FIELDS, column_style, config_from_controls,
+                       make_controls, read_by, show_widths)
+from .labels import run_label
 
 ADVICE = "try a smaller lr or F scale"
 
@@ -57,6 +62,10 @@ class _Live:
     def on_step_end(self, trainer, factors) -> None:
         if trainer.step % self.every == 0:
             self.explorer.progress.value = trainer.step
+            if trainer.epoch == 0:  # until the first epoch's accuracy: where it is
+                self.explorer.status.value = (
+                    f"training epoch 1/{trainer.config.epochs}: step {trainer.step}/"
+                    f"{trainer.steps_per_epoch}")
 
     def on_epoch_end(self, trainer) -> None:
         tracer = next((cb for cb in trainer.callbacks if isinstance(cb, Tracer)), None)
@@ -79,6 +88,9 @@ class Explorer:
         alt.JupyterChart.enable_offline()  # vega bundled in: live charts need no internet
         base = validate(base or RunConfig(dataset="mnist", epochs=3))
         self.base, self.color, self.show_options = base, color, options
+        self.rule_base = base  # the base with the chosen rule's settings that have no control
+        self._drawn_kind = None  # the second chart's kind on screen
+        self._before_mirroring = (base.f_distribution, base.sign)
         self.runs: list[Run] = []
         self.histories: list[xr.Dataset] = []
         self.thread: threading.Thread | None = None
@@ -91,7 +103,7 @@ class Explorer:
         self.max_depth = max(MAX_DEPTH, len(base.hidden))
         self.controls = self._make_controls(base)
         for control in self.controls.values():  # a fixed setting clears its error at once
-            control.observe(lambda _: self._recheck(), names="value")
+            control.observe(lambda _: self._changed(), names="value")
         self.run_button = W.Button(description="Run", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
                                     disabled=True)
@@ -100,28 +112,86 @@ class Explorer:
         self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
-        self.status = W.HTML("ready")
+        self.status = W.HTML("ready").add_class("pepita-status")
+        # the rule's own settings; settings that cannot learn
+        self.notes = W.HTML("").add_class("pepita-notes")
         self.curves = alt.JupyterChart(_placeholder("test accuracy"), embed_options=EMBED_OPTIONS)
-        self.alignment = alt.JupyterChart(_placeholder("F angle"), embed_options=EMBED_OPTIONS)
+        self.alignment = alt.JupyterChart(_placeholder(SECOND_TITLES[self._kind()]),
+                                          embed_options=EMBED_OPTIONS)
         self.widget = self._layout()
+        self._changed()
 
     # ---------------------------------------------------------------- controls
 
     def _make_controls(self, base: RunConfig) -> dict[str, W.Widget]:
         c = make_controls(base, self.max_depth)
         c["depth"].observe(lambda _: self._show_widths(), names="value")
+        c["rule"].observe(self._on_rule, names="value")  # before the others: moves sliders
+        c["weight_mirroring"].observe(self._on_mirroring, names="value")
         return c
 
     def _show_widths(self) -> None:
         show_widths(self.controls, self.max_depth)
 
+    def _on_rule(self, change) -> None:
+        """A rule chosen: the sliders move to its settings (`rules.settings`), the settings
+        without a control (biases, lr schedule) go with the config it builds."""
+        values = switched_settings(change["new"], self.base)
+        self.rule_base = dataclasses.replace(self.base, rule=change["new"], **{
+            k: v for k, v in values.items() if k not in self.controls})
+        for k, v in values.items():
+            if k in self.controls:
+                self.controls[k].value = v
+
+    def _on_mirroring(self, change) -> None:
+        """Mirroring needs a factorised F and x - F e: ticking it sets both at once (where
+        they are seen); unticking gives back what they were."""
+        c = self.controls
+        if change["new"]:
+            self._before_mirroring = (c["f_distribution"].value, c["sign"].value)
+            c["f_distribution"].value, c["sign"].value = "factorised", -1.0
+        else:
+            c["f_distribution"].value, c["sign"].value = self._before_mirroring
+
+    def _changed(self) -> None:
+        """After any control changed: show the controls the rule reads, clear a fixed
+        error, say what the settings mean (the rule's own, or why they cannot learn), and
+        give the second chart its rule's kind."""
+        rule, mirroring = self.controls["rule"].value, self.controls["weight_mirroring"].value
+        for name, control in self.controls.items():
+            if not name.startswith("width_") and name != "depth":
+                control.layout.display = None if read_by(rule, name, mirroring) else "none"
+        self._recheck()
+        self._update_notes()
+        if not self.running and self._kind() != self._drawn_kind:
+            self.redraw()
+
+    def _update_notes(self) -> None:
+        try:
+            config = self.config()
+        except ConfigError:
+            self.notes.value = ""
+            return
+        self.notes.value = "<br>".join(notes_html(config))
+
+    def _kind(self) -> str:
+        """The second chart's kind: of the run in progress, else of the controls."""
+        if self.running and self.started_config is not None:
+            return second_chart_kind(self.started_config.rule,
+                                     self.started_config.weight_mirroring)
+        if not hasattr(self, "controls"):
+            return second_chart_kind(self.base.rule, self.base.weight_mirroring)
+        return second_chart_kind(self.controls["rule"].value,
+                                 self.controls["weight_mirroring"].value)
+
     def _layout(self) -> W.Widget:
         c = self.controls
         self._show_widths()
-        left = W.VBox([c[k] for k in ("rule", "dataset", "f_scale", "lr", "sign",
-                                      "output_error", "keep_prob")])
-        right = W.VBox([c["depth"]] + [c[f"width_{l + 1}"] for l in range(self.max_depth)]
-                       + [c[k] for k in ("batch_size", "epochs", "seed", "subset")])
+        left = W.VBox(column_style(c, ("rule", "dataset", "f_scale", "lr", "sign",
+                                       "output_error", "keep_prob"), "left"))
+        right = W.VBox(column_style(c, ["depth"] + [f"width_{l + 1}"
+                                                    for l in range(self.max_depth)]
+                                    + ["batch_size", "epochs", "seed", "subset"], "right"))
         buttons = W.HBox([self.run_button, self.stop_button, self.clear_button, self.progress])
         # a wrapping row: side by side when the panel is wide enough, else one below the other
         charts = W.Box([self.curves, self.alignment],
@@ -129,14 +199,14 @@ class Explorer:
         columns = [left, right]
         if self.show_options:
             columns.append(W.VBox([W.HTML("<b>after the paper</b> (ICLR 2024 PEPITA, FF)")]
-                                  + [c[k] for k in OPTION_FIELDS]))
+                                  + column_style(c, OPTION_FIELDS, "options")))
         controls = W.Box(columns, layout=W.Layout(display="flex", flex_flow="row wrap"))
-        return W.VBox([controls, buttons, self.status, charts],
+        return W.VBox([controls, buttons, self.status, self.notes, charts],
                       layout=W.Layout(max_width="100%"))
 
     def config(self) -> RunConfig:
         """The config the controls show (raises ConfigError for a bad combination)."""
-        return config_from_controls(self.controls, self.base)
+        return config_from_controls(self.controls, self.rule_base)
 
     # ---------------------------------------------------------------- running
 
@@ -173,6 +243,12 @@ class Explorer:
                 self.status.value = ("<b style='color:#b00'>" + html.escape(
                     divergence_message(run.history)) + "</b>"
                     f" (the charts show it up to there; {epochs} complete epochs)")
+            elif "not_learned" in run.history.attrs:  # completed, at chance: not "success"
+                self.progress.value, self.progress.bar_style = self.progress.max, "warning"
+                self.status.value = (
+                    "<b style='color:#b45f06'>completed but " + html.escape(
+                        run.history.attrs["not_learned"]) + "</b>"
+                    f" ({config.rule} test_acc={run.test_acc:.4f} after {epochs} epochs)")
             else:
                 if run.status == "completed":
                     self.progress.value, self.progress.bar_style = self.progress.max, "success"
@@ -225,33 +301,65 @@ class Explorer:
     # ---------------------------------------------------------------- charts
 
     def label(self, history: xr.Dataset) -> xr.Dataset:
-        """A run's history with a unique, readable `run` name and a `label` coordinate."""
-        h = history.isel(run=0)
-        name = (f"#{len(self.histories) + 1} {h.rule.item()} F={h.f_scale.item():.3g} "
-                f"lr={h.lr.item():.3g} h={h.hidden.item()}")
+        """A run's history with a unique name that says its rule, sign and options (what
+        differs between overlaid runs) and a `label` coordinate."""
+        name = run_label(history, len(self.histories) + 1)
         return history.assign_coords(run=[name], label=("run", [name]),
                                      diverged_at=("run", [math.nan]))
 
     def redraw(self, live: xr.Dataset | None = None) -> None:
         shown = self.histories + ([live] if live is not None else [])
+        kind = self._drawn_kind = self._kind()
         if not shown:
             self.curves.chart = _placeholder("test accuracy")
-            self.alignment.chart = _placeholder("F angle")
+            self.alignment.chart = _placeholder(SECOND_TITLES[kind])
             return
         ds = xr.concat(shown, dim="run", join="outer", combine_attrs="drop_conflicts")
         size = dict(width=CHART_WIDTH, height=CHART_HEIGHT)
         self.curves.chart = _fit(plots.learning_curves(ds, metric="test_acc", color=self.color,
                                                        **size))
-        mirrored = "mirror_angle" in ds and bool(np.isfinite(ds.mirror_angle.values).any())
-        self.alignment.chart = _fit(
-            plots.mirror_angle_curves(ds, color=self.color, **size) if mirrored
-            else plots.f_alignment(ds, color=self.color, **size))
+        self.alignment.chart = _fit(self._second_chart(ds, kind, size))
+
+    def _second_chart(self, ds: xr.Dataset, kind: str, size: dict):
+        """The chart that means something for the rule being set up (`charts.SECOND_CHARTS`)
+        over the runs it applies to; the others are counted in the subtitle."""
+        keep = np.flatnonzero([shows(kind, k) for k in run_kinds(ds)])
+        if not len(keep):
+            return _placeholder(SECOND_TITLES[kind], "no run of this kind yet")
+        sub, left = ds.isel(run=keep), ds.sizes["run"] - len(keep)
+        note = f"{left} run(s) of other rules not shown" if left else ""
+        if kind == "f_angle":
+            return plots.f_alignment(sub, color=self.color, **size)
+        if kind in ("mirror_angle", "bp_angle"):
+            chart = plots.per_layer_curves(sub, kind, SECOND_TITLES[kind], color=self.color,
+                                           **size)
+        else:  # a loss over epochs
+            chart = plots.learning_curves(sub, metric=kind, color=self.color, **size)
+        return chart.properties(title=alt.TitleParams(SECOND_TITLES[kind],
+                                                      subtitle=note or alt.Undefined))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
 
 def explorer(*, options: bool = False, **base) -> Explorer:
-    """An `Explorer` starting from `RunConfig(**base)` (with `options`, the ICLR 2024 PEPITA
-    and Forward-Forward controls too); display it as a notebook cell's value."""
-    return Explorer(RunConfig(**base) if base else None, options=options)
+    """An `Explorer` starting from `RunConfig(**base)` with its rule's own settings where
+    `base` does not set them (with `options`, the ICLR 2024 PEPITA and Forward-Forward
+    controls too); display it as a notebook cell's value."""
+    config = with_rule_settings(RunConfig(**base), explicit=base)[0] if base else None
+    return Explorer(config, options=options)
+
+
+def notes_html(config: RunConfig) -> list[str]:
+    """What the explorer says under its status before a run: the rule's own settings in use
+    (and those changed), and why the settings are unlikely to learn (`advice.unlearnable`)."""
+    said = settings_attrs(config)
+    lines = []
+    if "rule_settings" in said:
+        lines.append(f"{config.rule}'s own settings: {html.escape(said['rule_settings'])}")
+    if "rule_settings_overridden" in said:
+        lines.append(f"changed from {config.rule}'s own: "
+                     f"{html.escape(said['rule_settings_overridden'])}")
+    lines += ["<b style='color:#b45f06'>unlikely to learn:</b> " + html.escape(reason)
+              for reason in unlearnable(config)]
+    return lines

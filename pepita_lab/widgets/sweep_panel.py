@@ -16,6 +16,7 @@ from .. import plots
 from ..config import ConfigError, RunConfig
 from ..rules import validate
 from .charts import _placeholder
+from .controls import CONTROL_WIDTH, STYLE
 
 
 class SweepPanel:
@@ -25,16 +26,20 @@ class SweepPanel:
     def __init__(self, base: RunConfig | None = None, *, out: str = "../runs/sweep"):
         alt.JupyterChart.enable_offline()
         self.base = validate(base or RunConfig(dataset="mnist", epochs=1))
-        self.f_scales = W.Text("0.01, 0.05, 0.3, 1", description="F scales")
-        self.lrs = W.Text("0.01, 0.1", description="lrs")
-        self.seeds = W.IntSlider(value=1, min=1, max=5, description="seeds")
-        self.epochs = W.IntSlider(value=self.base.epochs, min=1, max=100, description="epochs")
-        self.workers = W.IntSlider(value=0, min=0, max=8, description="Dask workers")
-        self.out = W.Text(out, description="out")
+        # labels whole ("Dask workers" was cut at ipywidgets' default) and the out path wide
+        styled = dict(style=STYLE, layout=W.Layout(width=CONTROL_WIDTH))
+        self.f_scales = W.Text("0.01, 0.05, 0.3, 1", description="F scales", **styled)
+        self.lrs = W.Text("0.01, 0.1", description="lrs", **styled)
+        self.seeds = W.IntSlider(value=1, min=1, max=5, description="seeds", **styled)
+        self.epochs = W.IntSlider(value=self.base.epochs, min=1, max=100, description="epochs",
+                                  **styled)
+        self.workers = W.IntSlider(value=0, min=0, max=8, description="Dask workers", **styled)
+        self.out = W.Text(out, description="out", style=STYLE,
+                          layout=W.Layout(width=f"max({CONTROL_WIDTH}, {len(out) + 18}ch)"))
         self.run_button = W.Button(description="Run sweep", button_style="success", icon="play")
         self.run_button.on_click(lambda _: self.start())
         self.status = W.HTML("ready")
-        self.chart = alt.JupyterChart(_placeholder("final accuracy"),
+        self.chart = alt.JupyterChart(_placeholder("final accuracy", "no sweep yet"),
                                       embed_options=plots.EMBED_OPTIONS)
         self.thread: threading.Thread | None = None
         self.error: str | None = None
