@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from contextlib import contextmanager, nullcontext
 from typing import Callable
 
@@ -76,6 +77,18 @@ def precision(name: str, device: torch.device):
             f.fp32_precision = old
 
 
+def _own_kernel_cache() -> None:
+    """Under `ATEN_CPU_CAPABILITY` (PyTorch's CPU kernels limited to a set, say "default"),
+    torch.compile's kernels go to a cache of their own: inductor's cache key leaves that
+    setting out, so a kernel compiled for AVX2 would be found again and fail to build against
+    the scalar headers. A cache folder the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}-{capability}"
+
+
 def fast_step(fn: Callable, precision_name: str, compile_mode: str,
               device: torch.device) -> Callable:
     """`fn` (a rule's factor function) under `precision`, compiled with `torch.compile` unless
@@ -83,6 +96,8 @@ def fast_step(fn: Callable, precision_name: str, compile_mode: str,
     back in float32, so the momentum update and the traces stay in float32 whatever the
     precision. Compiling takes tens of seconds at the first step and at each new batch size.
     With CUDA graphs the factors live in the graph's memory: use them before the next step."""
+    if compile_mode != "off":
+        _own_kernel_cache()
     run = fn if compile_mode == "off" else torch.compile(fn, mode=compile_mode, dynamic=False)
     graphs = compile_mode == "reduce-overhead" and device.type == "cuda"
 
