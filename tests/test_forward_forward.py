@@ -90,12 +90,17 @@ def test_ff_scores_equal_each_label_run_through_the_net():
 
 def test_ff_learns_real_mnist_in_the_loop_with_its_own_evaluation(data_dir):
     # (the synthetic task is no test for FF: its label overwrites 10 of its 32 features)
-    settings = {**get_rule("ff").paper_overrides, "lr": 0.003}
-    config = RunConfig(rule="ff", dataset="mnist", subset=5000, hidden=(128, 128), epochs=2,
-                       data_dir=str(data_dir), seed=3, **settings)
+    # FF's own settings (rules/settings.py), one hidden layer of 500, 2 epochs on 5000 samples.
+    # Measured at seeds 0-3: 81.2-83.7 % test accuracy with the native kernels, 82.1-84.3 %
+    # with ATEN_CPU_CAPABILITY=default (scalar ATen, MKL SSE4.2, oneDNN SSE4.1, one thread):
+    # the bound below lies 20 points under the lowest. (Two layers of 128 learn too slowly for
+    # a bound: 39-60 % after 2 epochs, one CPU's rounding against another's moving a seed by
+    # 12 points.)
+    config = RunConfig(rule="ff", dataset="mnist", subset=5000, hidden=(500,), epochs=2,
+                       data_dir=str(data_dir), seed=3, **get_rule("ff").trained_with)
     run = pl.train(config, progress=False)
     acc = run.history.test_acc.values[0]
-    assert acc[-1] > 0.45 > 0.15 > acc[0]  # 10 classes: chance is 0.1 (measured: 0.59)
+    assert acc[-1] > 0.6 > 0.2 > acc[0]  # 10 classes: chance is 0.1
     assert math.isnan(run.history.train_acc.values[0, -1])  # no softmax output
     assert run.history.train_loss.values[0, -1] < run.history.train_loss.values[0, 1]
     assert run.status == "completed"
