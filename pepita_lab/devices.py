@@ -98,6 +98,8 @@ def fast_step(fn: Callable, precision_name: str, compile_mode: str,
     With CUDA graphs the factors live in the graph's memory: use them before the next step."""
     if compile_mode != "off":
         _own_kernel_cache()
+    if compile_mode == "off" and precision_name != "bf16" and device.type != "cuda":
+        return fn  # `precision` sets only CUDA's flags: nothing to do here
     run = fn if compile_mode == "off" else torch.compile(fn, mode=compile_mode, dynamic=False)
     graphs = compile_mode == "reduce-overhead" and device.type == "cuda"
 

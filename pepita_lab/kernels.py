@@ -19,15 +19,14 @@ def per_member(fn: Callable[..., Tensor], *ts: Tensor | None, base: tuple[int, .
     sliced per member, one without is shared by them (the data's images). The K results stack
     to (K, ...): for K = 1 a view of the one result (no copy, its layout kept); if no tensor
     carries a K (one net's weights, as the pure rules take them), `fn(*ts)` itself."""
-    lead = [t is not None and t.dim() > d for t, d in zip(ts, base)]
-    if not any(lead):
+    K = next((t.shape[0] for t, d in zip(ts, base) if t is not None and t.dim() > d), 0)
+    if not K:
         return fn(*ts)
-    K = next(t.shape[0] for t, has in zip(ts, lead) if has)
-
-    def member(k: int) -> Tensor:
-        return fn(*(t[k] if has else t for t, has in zip(ts, lead)))
-
-    return member(0).unsqueeze(0) if K == 1 else torch.stack([member(k) for k in range(K)])
+    lead = [t is not None and t.dim() > d for t, d in zip(ts, base)]
+    if K == 1:
+        return fn(*[t[0] if has else t for t, has in zip(ts, lead)]).unsqueeze(0)
+    return torch.stack([fn(*[t[k] if has else t for t, has in zip(ts, lead)])
+                        for k in range(K)])
 
 
 def max_pool(h: Tensor, pool: int) -> Tensor:
@@ -60,10 +59,10 @@ def maps_layout(x: Tensor) -> Tensor:
     for the paper's MNIST maps at batch 50: max-pool 0.07 ms against 0.25 ms, `conv2d_weight`
     0.29 against 0.35 ms. A single-channel image has the same memory either way: only its
     strides are restated (no copy). Members' maps (K, B, c, H, W): each member's so."""
+    if x.device.type != "cpu" or x.dim() not in (4, 5):
+        return x
     if x.dim() == 5:
         return per_member(maps_layout, x, base=(4,))
-    if x.device.type != "cpu" or x.dim() != 4:
-        return x
     B, c, H, W = x.shape
     if c == 1 and x.is_contiguous():
         return x.as_strided(x.shape, (H * W, 1, W, 1))
@@ -104,30 +103,31 @@ def _conv_relu(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
     return nnf.conv2d(x, W, b).relu_()
 
 
-def _one(t: Tensor) -> Tensor | None:
-    """Member 0's matrix of t, (1, m, n) or shared (m, n); None if t holds several members."""
-    if t.dim() == 2:
-        return t
-    return t[0] if t.dim() == 3 and t.shape[0] == 1 else None
+def _members(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """a and b with the same leading K: a shared matrix (2-D) expanded to the other's K (a
+    view)."""
+    if a.dim() == 2:
+        return a.expand(b.shape[0], *a.shape), b
+    if b.dim() == 2:
+        return a, b.expand(a.shape[0], *b.shape)
+    return a, b
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:
-    """`a @ b` of members' matrices (K, m, n) or shared ones (m, n): for K = 1 one 2-D product
-    on views, given its K back (on the CPU a batched product of one costs more than `mm`:
-    benchmarks/step_times.py), else the batched product."""
-    a1, b1 = _one(a), _one(b)
-    if a1 is None or b1 is None or a.dim() == b.dim() == 2:
-        return a @ b
-    return torch.mm(a1, b1).unsqueeze(0)
+    """`a @ b` of members' matrices (K, m, n) or shared ones (m, n), one batched product
+    (`torch.bmm`) whatever K: each member's result is the same bits for K = 1 as for any K
+    (tests/test_kernels.py), which a sweep point packed alone or with others relies on, and
+    for K = 1 `bmm` calls the one matrix product with less dispatch than `mm` on views would
+    (benchmarks/step_times.py). Two shared matrices: `torch.mm`."""
+    if a.dim() == b.dim() == 2:
+        return torch.mm(a, b)
+    return torch.bmm(*_members(a, b))
 
 
 def addmm_(v: Tensor, a: Tensor, b: Tensor, *, beta: float, alpha: float) -> Tensor:
-    """`v = beta v + alpha a @ b` in place, v (K, m, p), a (K, m, n) or shared, b likewise
-    (K = 1: `addmm_` on views, as `mm`)."""
-    v1, a1, b1 = _one(v), _one(a), _one(b)
-    if v1 is not None and a1 is not None and b1 is not None:
-        v1.addmm_(a1, b1, beta=beta, alpha=alpha)
-        return v
+    """`v = beta v + alpha a @ b` in place, v (K, m, p), a (K, m, n) or shared, b likewise:
+    one `baddbmm_`, member by member the same bits whatever K (as `mm`)."""
     K = v.shape[0]
-    return v.baddbmm_(a.expand(K, *a.shape[-2:]), b.expand(K, *b.shape[-2:]), beta=beta,
-                      alpha=alpha)
+    a = a if a.dim() == 3 else a.expand(K, *a.shape)
+    b = b if b.dim() == 3 else b.expand(K, *b.shape)
+    return v.baddbmm_(a, b, beta=beta, alpha=alpha)

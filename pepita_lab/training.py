@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import as_tensor_data, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
-from .kernels import addmm_, maps_layout
+from .kernels import maps_layout
+from .momentum import general_update, momentum_update
 from .members import (HISTORY_FIELDS, Callback, History, Member, check_population,
                       member_columns, shared_settings, stack_nets, trains_as_population)
 from .nets import Net, init_net, is_conv
 from .rules import Factors, get_rule, validate
 from .rules.base import DIVERGENCE_LOSS
-from .rules.common import bias_update, weight_update
 
 __all__ = ["Trainer", "Member", "History", "HISTORY_FIELDS", "Callback", "lr_at",
            "divergence_reason", "draw_dropout_mask", "shared_settings", "trains_as_population",
@@ -123,6 +123,7 @@ class Trainer:
         self._masks = [maps_layout(torch.empty(self.K, base.batch_size, *shape,
                                                device=self.device))
                        for shape in self.net.layer_shapes[:-1]]
+        self._member_masks = [list(m) for m in self._masks]  # m[k], each member's
 
     # ------------------------------------------------ the first run's view (and resuming it)
 
@@ -166,21 +167,27 @@ class Trainer:
         keep = self.base.keep_prob
         if keep >= 1.0:
             return None
-        masks = [m[:, :batch] for m in self._masks]
-        for m in masks:  # in place: no per-step allocation
-            for run in self.members:
-                draw_dropout_mask(m[run.k], keep, run.mask_gen)
+        if batch == self.base.batch_size:  # the members' views, made once
+            masks, views = self._masks, self._member_masks
+        else:  # the epoch's last, smaller batch
+            masks = [m[:, :batch] for m in self._masks]
+            views = [list(m) for m in masks]
+        for m in views:  # in place: no per-step allocation
+            for run, view in zip(self.members, m):
+                draw_dropout_mask(view, keep, run.mask_gen)
         return masks
 
     def factors(self, x: Tensor, target: Tensor, masks: list[Tensor] | None) -> Factors:
         """The rule's factors on a batch, with the runs' settings and state."""
         return self._factors(self.net, x, target, masks, self.state)
 
-    def _lr(self, lrs: list[float]) -> Tensor:
-        """The members' learning rates as a (K, 1, 1) column, folded into the deltas: every
-        member's update is then computed alike, whatever the others' (a point of a sweep
-        packed alone or with others: the same numbers, bit for bit)."""
-        return torch.tensor(lrs, device=self.device).view(self.K, 1, 1)
+    def lr_column(self) -> Tensor:
+        """The members' learning rates this epoch (`lr_at`) as the (K, 1, 1) column the loop
+        passes to `train_step`: every member's update is then computed alike, whatever the
+        others' (a point of a sweep packed alone or with others: the same numbers, bit for
+        bit)."""
+        return torch.tensor([lr_at(run.config, self.epoch) for run in self.members],
+                            device=self.device).view(self.K, 1, 1)
 
     def train_step(self, x: Tensor, target: Tensor, lr) -> Factors:
         """One step on a batch: this step's dropout masks, then the rule's step (by default
@@ -196,60 +203,20 @@ class Trainer:
         return torch.tensor([not r.alive for r in self.members], device=self.device)
 
     def apply(self, f: Factors, lr, layers: range | None = None) -> None:
-        """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
-        `dW = delta^T a / B` fused into one (batched) addmm, lr / B folded into the deltas (a
-        conv layer: its convolutional form, one convolution over the batch per member). A
-        diverged member is frozen where it diverged: zero momentum, zero (not NaN) updates.
-
-        With `weight_decay` λ, dW + λ W in place of dW; with `momentum_style` "torch",
-        `v = momentum v + dW; W -= lr v` (torch.optim.SGD). `layers`: only these layers (and
-        their biases), for a step that updates a layer as soon as its factors exist (the
-        others' factors may then be None)."""
-        if not self._plain_update:
-            return self._apply_general(f, lr, layers)
-        B, m, K = f.batch, self.base.momentum, self.K
-        scale = lr / B  # a number, or (K, 1, 1)
-        frozen = self._frozen()
-        n_w = len(self.net.weights)
-        for l, p in enumerate(self.net.params()):
-            if layers is not None and l % n_w not in layers:
-                continue
-            # factors carry the weight's rank with a K, one less when the members share them
-            # (the data as a first input, a target as a delta): those are left as they are
-            rank = self.net.weights[l % n_w].dim()
-            v, delta = self.velocity[l], f.deltas[l % n_w]
-            a = None if l >= n_w else _members_only(f.inputs[l], frozen, rank)  # None: a bias
-            delta = _members_only(delta, frozen, rank)
-            alpha = scale  # lr / B: the members' own, folded into the deltas (a shared
-            if torch.is_tensor(scale):  # delta, a target, gets a K)
-                delta, alpha = delta * scale.view(K, *[1] * (rank - 1)), 1.0
-            if a is None:
-                v.mul_(m).add_(bias_update(delta, keepdim=True), alpha=alpha)
-            elif is_conv(p):  # (K, out_c, in_c, k, k)
-                v.mul_(m).add_(weight_update(delta, a), alpha=alpha)
-            else:  # (K, out, in)
-                addmm_(v, delta.mT, a, beta=m, alpha=alpha)
-            if self.state is not None and a is not None:
-                self.state.advance(l, delta, a, m, alpha)
-            p.sub_(v)
-
-    def _apply_general(self, f: Factors, lr, layers: range | None = None) -> None:
-        """`apply` with weight decay or torch's momentum convention: `v = m v + g (dW + λ W);
-        W -= o v`, (g, o) = (lr, 1) as the paper, (1, lr) as torch."""
-        B, m, wd, K = f.batch, self.base.momentum, self.settings.weight_decay, self.K
-        gain, out = (lr, 1.0) if self.base.momentum_style == "paper" else (1.0, lr)
-        frozen = self._frozen()
-        n_w = len(self.net.weights)
-        for l, p in enumerate(self.net.params()):
-            if layers is not None and l % n_w not in layers:
-                continue
-            # a member column (K, 1, 1) viewed to the parameter's rank (a conv kernel's: 5)
-            col = lambda t: t.view(K, *[1] * (p.dim() - 1)) if torch.is_tensor(t) else t  # noqa
-            v, delta = self.velocity[l], f.deltas[l % n_w]
-            dW = weight_update(delta, f.inputs[l]) if l < n_w else bias_update(delta, True)
-            g = _members_only((dW / B + col(wd) * p) * col(gain), frozen, p.dim())
-            v.mul_(m).add_(g)
-            p.sub_(v * col(out))
+        """Fold the factors `f` into every member's weights (and biases) by SGD with momentum,
+        at learning rate `lr` (a number, or (K, 1, 1) per member): `momentum.momentum_update`,
+        or `momentum.general_update` with weight decay or torch's momentum convention.
+        Diverged members stay frozen. `layers`: only these layers (and their biases), for a
+        step that updates a layer as soon as its factors exist (the others' factors may then
+        be None)."""
+        settings = self.settings
+        if self._plain_update:
+            momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
+                            frozen=self._frozen(), layers=layers, tracked=self.state)
+            return
+        general_update(self.net, self.velocity, f, lr, self.base.momentum,
+                       weight_decay=settings.weight_decay, style=self.base.momentum_style,
+                       frozen=self._frozen(), layers=layers)
         if self.state is not None and (layers is None or 0 in layers):
             self.state.refresh(self.net, self.velocity)
 
@@ -269,7 +236,7 @@ class Trainer:
         data, B, K = self.data, self.base.batch_size, self.K
         N = data.x_train.shape[0]
         lrs = [lr_at(run.config, self.epoch) for run in self.members]
-        lr = self._lr(lrs)
+        lr = self.lr_column()
         perms = [torch.randperm(N, generator=run.order_gen).to(self.device)
                  for run in self.members]
         self._refresh_state()
@@ -388,11 +355,3 @@ class Trainer:
         statuses = ["diverged" if not r.alive else "stopped" if stopped else "completed"
                     for r in self.members]
         return statuses if self._population else statuses[0]
-
-
-def _members_only(t: Tensor, frozen: Tensor | None, rank: int) -> Tensor:
-    """`t` with the frozen members' rows zeroed (not multiplied: NaN stays out), if it has
-    `rank` dims (a K); one the members share (fewer dims) as it is."""
-    if frozen is None or t.dim() != rank:
-        return t
-    return torch.where(frozen.view(-1, *[1] * (t.dim() - 1)), 0.0, t)

@@ -17,7 +17,7 @@ LAYERS = [
     {"pepita_lab", "config", "locks", "files", "kernels"},
     {"devices", "nets", "data"},
     {"rules"},  # every rule, the registry and the one door into training (rules.validate)
-    {"training", "members", "traces"},
+    {"training", "members", "traces", "momentum"},
     {"analysis", "preflight", "records", "advice"},
     {"store", "api", "sweep", "reports", "bench"},
     {"plots"},

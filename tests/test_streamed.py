@@ -40,6 +40,7 @@ def in_float64(trainer: Trainer) -> Trainer:
     trainer.velocity = [torch.zeros_like(p) for p in trainer.net.params()]
     trainer.state = trainer.rule.make_state(trainer.net, trainer.velocity, 10)
     trainer._masks = [m.double() for m in trainer._masks]
+    trainer._member_masks = [list(m) for m in trainer._masks]
     trainer.eye = trainer.eye.double()
     d = trainer.data
     trainer.data = dataclasses.replace(d, x_train=d.x_train.double(), x_test=d.x_test.double())

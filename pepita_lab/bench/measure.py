@@ -45,8 +45,9 @@ def _batches(trainer: Trainer):
 
 def trainer_step(trainer: Trainer) -> Callable[[], None]:
     """One training step as the loop makes it (dropout masks, the rule's factors, the momentum
-    update), on the next batch of a fixed cycle."""
-    batches, lr = _batches(trainer), trainer.config.lr
+    update), on the next batch of a fixed cycle, at the learning rates the epoch loop passes
+    (`Trainer.lr_column`)."""
+    batches, lr = _batches(trainer), trainer.lr_column()
 
     @torch.no_grad()
     def step() -> None:
