@@ -48,8 +48,15 @@ def max_pool(h: Tensor, pool: int) -> Tensor:
 def pool_winners(h: Tensor, pool: int) -> Tensor:
     """Where each max-pool window's maximum sits (max_pool2d's indices, ties to the first), from
     a channels-last copy: PyTorch's CPU kernel is several times faster on that layout."""
-    return nnf.max_pool2d(h.contiguous(memory_format=torch.channels_last), pool,
-                          return_indices=True)[1]
+    h = h.contiguous(memory_format=torch.channels_last)  # max_pool2d's own call, direct:
+    return torch._C._nn.max_pool2d_with_indices(h, [pool, pool], [pool, pool])[1]
+
+
+def max_unpool(g: Tensor, winners: Tensor, size: tuple[int, int]) -> Tensor:
+    """`max_unpool2d(g, winners, pool, output_size=size)`: each value of g (B, c, h, w) to
+    the position `winners` names in a (B, c, *size) map of zeros (PyTorch's kernel, without its
+    Python wrapper's argument handling)."""
+    return torch._C._nn.max_unpool2d(g, winners, list(size))
 
 
 def maps_layout(x: Tensor) -> Tensor:
@@ -61,11 +68,11 @@ def maps_layout(x: Tensor) -> Tensor:
     strides are restated (no copy). Members' maps (K, B, c, H, W): each member's so."""
     if x.device.type != "cpu" or x.dim() not in (4, 5):
         return x
-    if x.dim() == 5:
-        return per_member(maps_layout, x, base=(4,))
-    B, c, H, W = x.shape
+    c, H, W = x.shape[-3:]
     if c == 1 and x.is_contiguous():
-        return x.as_strided(x.shape, (H * W, 1, W, 1))
+        return x.as_strided(x.shape, (*x.stride()[:-3], 1, W, 1))
+    if x.dim() == 5:  # (K, B, H, W, c) in memory
+        return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     return x.contiguous(memory_format=torch.channels_last)
 
 

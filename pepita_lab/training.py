@@ -124,6 +124,7 @@ class Trainer:
                                                device=self.device))
                        for shape in self.net.layer_shapes[:-1]]
         self._member_masks = [list(m) for m in self._masks]  # m[k], each member's
+        self._scale = (None, 0, None)  # (lr, B, lr / B) of the last update
 
     # ------------------------------------------------ the first run's view (and resuming it)
 
@@ -211,8 +212,11 @@ class Trainer:
         be None)."""
         settings = self.settings
         if self._plain_update:
+            if lr is not self._scale[0] or f.batch != self._scale[1]:  # lr / B, kept
+                self._scale = (lr, f.batch, lr / f.batch)
             momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
-                            frozen=self._frozen(), layers=layers, tracked=self.state)
+                            frozen=self._frozen(), layers=layers, tracked=self.state,
+                            scale=self._scale[2])
             return
         general_update(self.net, self.velocity, f, lr, self.base.momentum,
                        weight_decay=settings.weight_decay, style=self.base.momentum_style,

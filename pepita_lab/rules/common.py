@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn import functional as nnf
-from torch.nn.grad import conv2d_input, conv2d_weight
+from torch.nn.grad import conv2d_input
 
-from ..kernels import channel_first, maps_layout, mm, per_member, pool_winners
+from ..kernels import (channel_first, maps_layout, max_unpool, mm, per_member,
+                       pool_winners)
 from ..nets import conv_output_shape, is_conv, pooled_shape
 
 
@@ -116,8 +116,7 @@ def carry_down(delta: Tensor, carrier: Tensor, a_in: Tensor, below: Tensor, h_be
         g = g * torch.sign(a_in)  # relu' at the winners: a_in >= 0 (pooled ReLU outputs)
     g = maps_layout(g.reshape(*lead, c, H // pool, W // pool))  # undo the flatten
     if pool > 1:  # the gradient goes to the position that won each pooling window
-        g = per_member(lambda g, h: nnf.max_unpool2d(g, pool_winners(h, pool), pool,
-                                                     output_size=(H, W)), g, h_below,
+        g = per_member(lambda g, h: max_unpool(g, pool_winners(h, pool), (H, W)), g, h_below,
                        base=(4, 4))
     return g if pooled_side else g * relu_grad(h_below, mask)
 
@@ -163,7 +162,10 @@ def _conv_weight_update(delta: Tensor, a: Tensor) -> Tensor:
         a = maps_layout(a)  # oneDNN is slow on mixed ones
     else:
         a, delta = channel_first(a), delta.contiguous()
-    return conv2d_weight(a, (delta.shape[1], a.shape[1], kh, kw), delta)
+    # torch.nn.grad.conv2d_weight's own call, without its Python argument parsing
+    shape = delta.new_empty(1).expand(delta.shape[1], a.shape[1], kh, kw)
+    return torch.ops.aten.convolution_backward(delta, a, shape, None, [1, 1], [0, 0], [1, 1],
+                                               False, [0], 1, (False, True, False))[1]
 
 
 def bias_update(delta: Tensor, keepdim: bool = False) -> Tensor:

@@ -42,7 +42,9 @@ def modulated_input(x: Tensor, e: Tensor, F: Tensor, sign) -> Tensor:
     projected = mm(e, F.mT)  # e (B, C), F (d, C): (B, d)
     if x.dim() >= 4:  # images (B, C_in, H, W)
         projected = projected.view(*projected.shape[:-1], *x.shape[-3:])
-    return x + sign * projected
+    if torch.is_tensor(sign):  # the members' own signs, (K, 1, 1)
+        return x + sign.view(-1, *[1] * (projected.dim() - 1)) * projected
+    return torch.add(x, projected, alpha=sign)  # sign +-1: exactly x +- e F^T
 
 
 def pepita_deltas(hs: list[Tensor], hs_err: list[Tensor], target: Tensor, output_error: str,
