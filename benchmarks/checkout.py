@@ -1,10 +1,12 @@
-"""What the version A/B scripts share: the `--repo` flag and importing pepita-lab from that
-checkout (an older one too), whose populations may be a class of their own (0.2) or the one
-loop given a list of configs (0.3)."""
+"""What the version A/B scripts share: the `--repo`, `--threads` and `--json` flags, importing
+pepita-lab from that checkout (an older one too), whose populations may be a class of their own
+(0.2) or the one loop given a list of configs (0.3), and reporting the figures (a line, and a
+JSON file that `ab.py` collects)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -14,12 +16,33 @@ def parse_args(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
                    help="a pepita-lab checkout (default: this one)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
 
-def load(repo: str):
-    """(pepita_lab, Trainer, Population) imported from the checkout at `repo`."""
+def report(args: argparse.Namespace, version: str, what: str, figures: dict[str, float],
+           unit: str) -> None:
+    """Print `figures` (name -> value in `unit`) on one line, and write them to `args.json`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    print(f"pepita-lab {version} ({args.repo}), {threads} thread{'s' * (threads > 1)}, {what}: "
+          + ", ".join(f"{k} {v:.3g} {unit}" for k, v in figures.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"version": version, "repo": args.repo,
+                                               "threads": threads, "what": what,
+                                               "unit": unit, "figures": figures}))
+
+
+def load(repo: str, threads: int | None = None):
+    """(pepita_lab, Trainer, Population) imported from the checkout at `repo`; `threads`: torch's
+    thread count, if given."""
     sys.path.insert(0, str(Path(repo).resolve()))
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     import pepita_lab
     from pepita_lab.training import Trainer
 

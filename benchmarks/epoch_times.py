@@ -20,7 +20,7 @@ import checkout
 
 def main(argv: list[str] | None = None) -> int:
     args = checkout.parse_args(__doc__, argv)
-    pepita_lab, Trainer, Population = checkout.load(args.repo)
+    pepita_lab, Trainer, Population = checkout.load(args.repo, args.threads)
     import torch
 
     from pepita_lab.bench import _config, random_data
@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                               0.2)],
                                          data, progress=False)
     seconds = {name: min(checkout.epoch_seconds(loop, 2)) for name, loop in loops.items()}
-    print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
-          "threads, epoch seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    checkout.report(args, pepita_lab.__version__, "epoch seconds", seconds, "s")
     return 0
 
 

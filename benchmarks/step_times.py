@@ -8,35 +8,26 @@ connected PEPITA's (as `pepita-lab bench` reports it), for the pepita-lab checko
       python benchmarks/step_times.py --repo /tmp/old; python benchmarks/step_times.py
     done
 
-Random data of MNIST's shape, lr 1e-3 (as `pepita-lab bench`), 30 warm-up steps, then the median
-of 9 blocks of 100 steps. Run each measurement in a fresh process, alternating versions: this
+Random data of MNIST's shape, lr 1e-3 (as `pepita-lab bench`) given as the epoch loop gives it
+(`bench.trainer_step`), 30 warm-up steps, then the median of 9 blocks of 100 steps. Run each measurement in a fresh process, alternating versions: this
 machine's speed drifts over minutes (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
+
+import checkout
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
-                   help="a pepita-lab checkout (default: this one)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    args = p.parse_args(argv)
-    sys.path.insert(0, str(Path(args.repo).resolve()))
+    args = checkout.parse_args(__doc__, argv)
+    pepita_lab, Trainer, _ = checkout.load(args.repo, args.threads)
     import torch
 
-    import pepita_lab
-    from pepita_lab.bench import _config, random_data, trainer_step
-    from pepita_lab.training import Trainer
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from pepita_lab.analysis import conv_step_cost, step_cost
+    from pepita_lab.bench import _config, random_data, trainer_step
 
     device = torch.device("cpu")
     times, gflops = {}, {}
@@ -59,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
                                         config.kernel_size, config.pool, config.hidden,
                                         data.n_classes, B))
             gflops[net, rule] = 2 * cost.macs / t / 1e9
-    ms = {k: f"{1e3 * t:.2f} ms" for k, t in times.items()}
-    print(f"pepita-lab {pepita_lab.__version__} ({args.repo}), {torch.get_num_threads()} "
-          f"threads: PEPITA {ms['mnist', 'pepita']}, BP {ms['mnist', 'bp']}; conv PEPITA "
-          f"{ms['mnist-conv', 'pepita']}, conv BP {ms['mnist-conv', 'bp']}; conv PEPITA GFLOP/s "
-          f"/ FC PEPITA GFLOP/s {gflops['mnist-conv', 'pepita'] / gflops['mnist', 'pepita']:.2f}")
+    names = {("mnist", "pepita"): "PEPITA", ("mnist", "bp"): "BP",
+             ("mnist-conv", "pepita"): "conv PEPITA", ("mnist-conv", "bp"): "conv BP"}
+    checkout.report(args, pepita_lab.__version__, "ms per step",
+                    {names[k]: 1e3 * t for k, t in times.items()}, "ms")
+    print(f"  conv PEPITA GFLOP/s / FC PEPITA GFLOP/s "
+          f"{gflops['mnist-conv', 'pepita'] / gflops['mnist', 'pepita']:.2f}")
     return 0
 
 
