@@ -29,7 +29,7 @@ from .kernels import maps_layout
 from .momentum import general_update, momentum_update
 from .members import (HISTORY_FIELDS, Callback, History, Member, check_population,
                       member_columns, shared_settings, stack_nets, trains_as_population)
-from .nets import Net, init_net, is_conv
+from .nets import Net, init_net
 from .rules import Factors, get_rule, validate
 from .rules.base import DIVERGENCE_LOSS
 
@@ -124,7 +124,7 @@ class Trainer:
                                                device=self.device))
                        for shape in self.net.layer_shapes[:-1]]
         self._member_masks = [list(m) for m in self._masks]  # m[k], each member's
-        self._scale = (None, 0, None)  # (lr, B, lr / B) of the last update
+        self._scale = (None, None, 0, None)  # (lr, its version, B, lr / B) of the last update
 
     # ------------------------------------------------ the first run's view (and resuming it)
 
@@ -212,11 +212,12 @@ class Trainer:
         be None)."""
         settings = self.settings
         if self._plain_update:
-            if lr is not self._scale[0] or f.batch != self._scale[1]:  # lr / B, kept
-                self._scale = (lr, f.batch, lr / f.batch)
+            key = (lr, getattr(lr, "_version", None), f.batch)  # a tensor changed in place:
+            if key[0] is not self._scale[0] or key[1:] != self._scale[1:3]:  # lr / B again
+                self._scale = (*key, lr / f.batch)
             momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
                             frozen=self._frozen(), layers=layers, tracked=self.state,
-                            scale=self._scale[2])
+                            scale=self._scale[3])
             return
         general_update(self.net, self.velocity, f, lr, self.base.momentum,
                        weight_decay=settings.weight_decay, style=self.base.momentum_style,
