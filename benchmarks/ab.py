@@ -1,7 +1,9 @@
 """A/B of two pepita-lab checkouts: the A/B scripts (`step_times.py`, `epoch_times.py`,
 `loop_overhead.py`) run for the checkout at --repo ("old") and this one ("new"), each figure a
 fresh process, the pair's order alternating round by round (old-new, new-old, ...), and every
-figure's median over the rounds and the new / old ratio printed as a table:
+figure's median over the rounds and the median of the rounds' new / old ratios printed as a
+table (each round's pair runs a few seconds apart: its ratio holds where this machine's speed
+drifts between rounds, which a ratio of the medians would not):
 
     git worktree add /tmp/old <commit>
     python benchmarks/ab.py --repo /tmp/old [--rounds 4] [--threads 2] [--json ab.json]
@@ -66,16 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"A/B, {started}: old = pepita-lab {versions.get('old')} ({args.repo}), new = "
           f"pepita-lab {versions.get('new')} ({new}); {args.rounds} rounds, orders alternating; "
           f"load average {load_start:.2f} at the start, {load_end:.2f} at the end")
-    print("| script | figure | old (median) | new (median) | new / old | old, each round | "
-          "new, each round |")
+    print("| script | figure | old (median) | new (median) | new / old, median of rounds "
+          "(range) | old, each round | new, each round |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for (script, name), v in figures.items():
         old, new_ = statistics.median(v["old"]), statistics.median(v["new"])
+        ratios = [b / a for a, b in zip(v["old"], v["new"])]
         unit = units[script]
         rows.append({"script": script, "figure": name, "unit": unit, "old": v["old"],
-                     "new": v["new"], "ratio": new_ / old})
-        print(f"| {script} | {name} | {old:.3g} {unit} | {new_:.3g} {unit} | {new_ / old:.3f} | "
+                     "new": v["new"], "ratios": ratios, "ratio": statistics.median(ratios)})
+        print(f"| {script} | {name} | {old:.3g} {unit} | {new_:.3g} {unit} | "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
               + ", ".join(f"{x:.3g}" for x in v["old"]) + " | "
               + ", ".join(f"{x:.3g}" for x in v["new"]) + " |")
     if args.json:
