@@ -124,8 +124,8 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     """`a @ b` of members' matrices (K, m, n) or shared ones (m, n), one batched product
     (`torch.bmm`) whatever K: each member's result is the same bits for K = 1 as for any K
     (tests/test_kernels.py), which a sweep point packed alone or with others relies on, and
-    for K = 1 `bmm` calls the one matrix product with less dispatch than `mm` on views would
-    (benchmarks/step_times.py). Two shared matrices: `torch.mm`."""
+    for K = 1 `bmm` calls the one matrix product with less dispatch than `mm` on views of
+    member 0 would (docs/performance.md, 0.5.0). Two shared matrices: `torch.mm`."""
     if a.dim() == b.dim() == 2:
         return torch.mm(a, b)
     return torch.bmm(*_members(a, b))
