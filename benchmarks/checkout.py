@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,22 @@ def load(repo: str, threads: int | None = None):
     except ImportError:
         Population = Trainer  # one loop: a list of configs is a population
     return pepita_lab, Trainer, Population
+
+
+def seconds_per_call(fn, calls: int) -> float:
+    """Mean seconds of `calls` calls of `fn`, timed as one block."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def median_block(fn, warmup: int, blocks: int, calls: int) -> float:
+    """Seconds per call of `fn`: the median of `blocks` blocks of `calls` calls, after
+    `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(seconds_per_call(fn, calls) for _ in range(blocks))
 
 
 def epoch_seconds(loop, repeats: int) -> list[float]:

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import checkout
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -70,13 +72,6 @@ def epochs(pl, K: int = 0):
     return trainer.train_epoch
 
 
-def timed(fn, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", required=True, help="the checkout to compare against (old)")
@@ -114,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         blocks = {"old": [], "new": []}
         for i in range(pairs):
             for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
-                blocks[side].append(timed(fns[side], calls))
+                blocks[side].append(checkout.seconds_per_call(fns[side], calls))
         ratios = sorted(b / a for a, b in zip(blocks["old"], blocks["new"]))
         q = statistics.quantiles(ratios, n=4)
         scale = 1e3 if unit == "ms" else 1.0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
 import checkout
 
@@ -41,17 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         for rule in ("pepita", "bp"):
             config = _config("mnist", rule, 2, device, name=f"paper-{net}").replace(hidden=(16,))
             step = trainer_step(Trainer(config, data, progress=False))
-            for _ in range(100):
-                step()
-            blocks = []
-            for _ in range(15):
-                start = time.perf_counter()
-                for _ in range(200):
-                    step()
-                blocks.append((time.perf_counter() - start) / 200)
+            seconds = checkout.median_block(step, 100, 15, 200)
             label = ("conv " if net == "mnist-conv" else "") + ("PEPITA" if rule == "pepita"
                                                                 else "BP")
-            figures[f"{label} step"] = 1e6 * statistics.median(blocks)
+            figures[f"{label} step"] = 1e6 * seconds
     checkout.report(args, pepita_lab.__version__, "us per step, tiny nets", figures, "us")
     return 0
 

@@ -16,7 +16,6 @@ machine's speed drifts over minutes (docs/performance.md).
 from __future__ import annotations
 
 import sys
-import time
 
 import checkout
 
@@ -36,15 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         for rule in ("pepita", "bp"):
             config = _config("mnist", rule, B, device, name=f"paper-{net}")
             step = trainer_step(Trainer(config, data, progress=False))
-            for _ in range(30):
-                step()
-            blocks = []
-            for _ in range(9):
-                start = time.perf_counter()
-                for _ in range(100):
-                    step()
-                blocks.append((time.perf_counter() - start) / 100)
-            times[net, rule] = t = sorted(blocks)[4]
+            times[net, rule] = t = checkout.median_block(step, 30, 9, 100)
             cost = (step_cost(rule, [data.n_features, 1024, data.n_classes], B) if net == "mnist"
                     else conv_step_cost(rule, data.image_shape, config.conv_channels,
                                         config.kernel_size, config.pool, config.hidden,

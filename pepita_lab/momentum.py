@@ -28,13 +28,12 @@ from .rules.common import Factors, bias_update, weight_update
 
 def momentum_update(net: Net, velocity: list[Tensor], f: Factors, lr, momentum: float, *,
                     frozen: Tensor | None = None, layers: range | None = None,
-                    tracked=None, scale=None) -> None:
+                    tracked=None) -> None:
     """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
     `dW = delta^T a / B`. `lr`: a number, or (K, 1, 1) per member; `frozen`: (K,) True for the
     diverged members, or None; `layers`: only these layers and their biases; `tracked`: the
-    rule's state that follows the first layer's update (`pepita_fast.FirstLayerFeedback`);
-    `scale`: lr / B, if the caller has it already."""
-    scale = lr / f.batch if scale is None else scale  # a number, or (K, 1, 1)
+    rule's state that follows the first layer's update (`pepita_fast.FirstLayerFeedback`)."""
+    scale = lr / f.batch  # a number, or (K, 1, 1)
     n_w = len(net.weights)
     for l, p in enumerate(net.params()):
         j = l % n_w  # the layer

@@ -124,7 +124,6 @@ class Trainer:
                                                device=self.device))
                        for shape in self.net.layer_shapes[:-1]]
         self._member_masks = [list(m) for m in self._masks]  # m[k], each member's
-        self._scale = (None, None, 0, None)  # (lr, its version, B, lr / B) of the last update
 
     # ------------------------------------------------ the first run's view (and resuming it)
 
@@ -210,17 +209,12 @@ class Trainer:
         Diverged members stay frozen. `layers`: only these layers (and their biases), for a
         step that updates a layer as soon as its factors exist (the others' factors may then
         be None)."""
-        settings = self.settings
         if self._plain_update:
-            key = (lr, getattr(lr, "_version", None), f.batch)  # a tensor changed in place:
-            if key[0] is not self._scale[0] or key[1:] != self._scale[1:3]:  # lr / B again
-                self._scale = (*key, lr / f.batch)
             momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
-                            frozen=self._frozen(), layers=layers, tracked=self.state,
-                            scale=self._scale[3])
+                            frozen=self._frozen(), layers=layers, tracked=self.state)
             return
         general_update(self.net, self.velocity, f, lr, self.base.momentum,
-                       weight_decay=settings.weight_decay, style=self.base.momentum_style,
+                       weight_decay=self.settings.weight_decay, style=self.base.momentum_style,
                        frozen=self._frozen(), layers=layers)
         if self.state is not None and (layers is None or 0 in layers):
             self.state.refresh(self.net, self.velocity)
