@@ -18,11 +18,12 @@ from .facts import (COMPILE_MODES, CONV_FIELDS, CONV_UPDATES, DATASETS, DEVICES,
                     MAX_SEED, MODELS, MOMENTUM_STYLES, N_CLASSES, OUTPUT_ERRORS,
                     PEPITA_VARIANTS, PRECISIONS, SPLIT_SIZES, TIME_LOCAL_MASKS, ConfigError)
 from .fields import (IDENTITY_FIELDS, MEMBER_FIELDS, field_default, field_doc, field_join,
-                     field_kind, field_names, parse_field)
+                     field_kind, field_names, parse_field, suggest_field, unknown_field)
 from .presets import PRESETS, preset
 from .run import RunConfig, setting
 
 __all__ = ["RunConfig", "ConfigError", "PRESETS", "preset", "check_fields", "check_int",
+           "suggest_field", "unknown_field",
            "setting", "parse_field", "field_names", "field_doc", "field_kind", "field_join",
            "field_default", "MEMBER_FIELDS", "IDENTITY_FIELDS", "DATASETS", "IMAGE_SHAPES",
            "N_CLASSES", "INPUT_SIZES", "SPLIT_SIZES", "DEVICES", "OUTPUT_ERRORS",

@@ -6,11 +6,24 @@ from __future__ import annotations
 import dataclasses
 
 from .facts import ConfigError
+from .names import nearest, unknown_name
 from .run import RunConfig
 
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def suggest_field(name: str) -> str | None:
+    """The `RunConfig` field `name` most likely means (`learnig_rate` -> `lr`, `f_scle` ->
+    `f_scale`, `batch` -> `batch_size`), or None: for an error on an unknown field name."""
+    return nearest(name, field_names())
+
+
+def unknown_field(name: str, where: str = "RunConfig") -> ConfigError:
+    """The ConfigError for an unknown field `name` given to `where` (a function's or a
+    file's name): `'f_scle' is not a field of train_grid: did you mean 'f_scale'? ...`."""
+    return unknown_name(name, where, field_names())
 
 
 def field_default(name: str):
