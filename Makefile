@@ -10,13 +10,13 @@ PORT   ?= 8888
 TOKEN  ?=
 LAB_ARGS ?=
 
-.PHONY: setup data lab demo train browser test test-portable gpu-check clean
+.PHONY: setup data lab demo train browser test test-portable gpu-check docs clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[lab,test]'
+	$(BIN)/pip install --quiet -e '.[lab,test,docs]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -65,6 +65,12 @@ test-portable: data
 # On a machine with CUDA: GPU-marked tests and one MNIST epoch on the GPU.
 gpu-check: data
 	bash scripts/gpu_check.sh
+
+# The documentation site (mkdocs.yml) built into site/; open site/index.html. Strict: any warning
+# (a broken link or anchor, a page missing from nav, an API reference to an object that does not
+# exist) fails the build. NO_MKDOCS_2_WARNING silences mkdocs-material's notice about its future.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,8 +1,9 @@
 """pepita-lab: study PEPITA, a learning rule that trains without a backward pass.
 
 The public API: `train`, `resume`, `train_grid`, `train_population`, `load_run`, `load_runs`,
-`Run`, `RunConfig`, `preset` (a preset with its rule's own settings:
-`rules.settings.preset`), `PRESETS`, `ConfigError`. Names are imported on first use, so `import pepita_lab.plots` (altair, xarray)
+`Run`, `RunConfig`, `preset` (the paper's settings, with your changes), `resolve` (the config
+that trains: a rule's own settings where you set none), `PRESETS`, `ConfigError`,
+`DivergedWarning` and `DidNotLearnWarning` (what `train` warns of). Names are imported on first use, so `import pepita_lab.plots` (altair, xarray)
 does not pull in torch.
 """
 
@@ -10,7 +11,9 @@ __version__ = "0.5.0"
 
 _LAZY = {"train": "api", "resume": "api", "train_grid": "api", "train_population": "api",
          "load_run": "store", "load_runs": "store", "Run": "store",
-         "RunConfig": "config", "preset": "rules.settings", "PRESETS": "config", "ConfigError": "config"}
+         "RunConfig": "config", "preset": "config",
+         "resolve": "rules.validation", "DivergedWarning": "store",
+         "DidNotLearnWarning": "store", "PRESETS": "config", "ConfigError": "config"}
 
 __all__ = [*_LAZY, "__version__"]
 

@@ -15,9 +15,10 @@ from .data import TensorData, as_tensor_data, run_data
 from .devices import resolve_device
 from .records import run_id
 from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, load_runs,
-                    read_checkpoint, read_config, run_datasets)
+                    read_checkpoint, read_config, run_datasets, warn_outcome)
 from .traces import Tracer
 from .preflight import check_memory
+from .rules.validation import resolve
 from .training import Trainer, trains_as_population
 
 __all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]
@@ -42,8 +43,8 @@ def _check_snapshot_epochs(snapshot_epochs) -> tuple[int, ...] | None:
 
 
 def as_config(config) -> RunConfig:
-    """`config` as a RunConfig (a RunConfig, or a dict of its fields); the `Trainer`
-    validates it on the way into training."""
+    """`config` as a RunConfig (a RunConfig, or a dict of its fields); `resolve` makes it the
+    config that trains."""
     if isinstance(config, dict):
         return RunConfig.from_dict(config)
     if not isinstance(config, RunConfig):
@@ -77,8 +78,10 @@ def _fit(trainer: Trainer, tracer: Tracer | None, store: RunStore | None,
     finally:
         if store is not None:
             store.close()
-    return Run(trainer.config, history, activations, trainer.members[0].net, status,
-               None if store is None else store.path)
+    run = Run(trainer.config, history, activations, trainer.members[0].net, status,
+              None if store is None else store.path)
+    warn_outcome([run], stacklevel=3)  # a diverged run, or one that did not learn, says so
+    return run
 
 
 def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData | None = None,
@@ -100,10 +103,10 @@ def train(config: RunConfig, *, out: str | Path | None = None, data: TensorData 
     status "stopped"; a diverging run ends with status "diverged". Either way the checkpoint
     is that of the last complete epoch, so `resume(out)` continues from it.
     """
-    config = as_config(config)
+    config = resolve(as_config(config))  # the rule's own settings where you set none
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
-    # validated, memory and data checked, before anything is written
+    # resolved, memory and data checked, before anything is written
     trainer = Trainer(config, data, progress=progress, preflight=_check_memory)
     tracer = Tracer(trace_every, snapshot_epochs) if traces else None
     store = None
@@ -136,6 +139,7 @@ def resume(path: str | Path, *, data: TensorData | None = None, progress: bool =
                                   f"{state['epoch']} epochs done; resuming can only extend a "
                                   "run (or keep its length)")
             config = config.replace(epochs=epochs)
+        config = resolve(config)
         trace_state = state.get("callbacks", {}).get("Tracer")
         tracer = None if trace_state is None else Tracer(trace_state.get("every_steps"))
         trainer = Trainer(config, data, progress=progress, preflight=_check_memory)
@@ -162,7 +166,7 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
     if not isinstance(configs, (list, tuple)) or not configs:
         raise ConfigError(f"configs={configs!r:.60} is not allowed: expected a non-empty list "
                           "of RunConfig")
-    configs = [as_config(c) for c in configs]
+    configs = resolve([as_config(c) for c in configs])
     _check_trace_every(trace_every)
     snapshot_epochs = _check_snapshot_epochs(snapshot_epochs)
     pop = Trainer(list(configs), data, progress=progress, preflight=_check_memory)
@@ -199,6 +203,7 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
                 history, activations = run_datasets(member, tracer, status)
             runs.append(Run(member.config, history, activations, member.net, status,
                             None if store is None else store.path))
+        warn_outcome(runs, stacklevel=2)
         return runs
     finally:
         for store in stores:

@@ -23,6 +23,7 @@ from torch import Tensor
 from .config import MEMBER_FIELDS, ConfigError, RunConfig, field_kind
 from .nets import Net
 from .rules import Factors, get_rule
+from .rules.validation import check_population, shared_settings  # noqa: F401 (re-exported)
 
 HISTORY_FIELDS = ("epoch_lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time")
 
@@ -170,35 +171,10 @@ class Member:
 # ---------------------------------------------------------------- populations
 
 
-def shared_settings(config: RunConfig) -> dict:
-    """The settings members of one population must share."""
-    return {k: v for k, v in config.identity().items() if k not in MEMBER_FIELDS}
-
-
 def trains_as_population(config: RunConfig) -> bool:
     """Whether runs like `config` can be members of a population (a fully connected net and
     a rule whose factors take a leading K)."""
     return config.model == "fc" and get_rule(config.rule).populations
-
-
-def check_population(configs: list[RunConfig]) -> None:
-    """ConfigError unless `configs` can train as one population."""
-    if not configs:
-        raise ConfigError("configs is empty: expected at least one run")
-    shared = shared_settings(configs[0])
-    for c in configs[1:]:
-        own = shared_settings(c)
-        diff = sorted(k for k in set(own) | set(shared) if own.get(k) != shared.get(k))
-        if diff:
-            raise ConfigError(f"population members differ in {diff}: only "
-                              f"{', '.join(MEMBER_FIELDS)} may differ")
-    base = configs[0]
-    if base.model != "fc":
-        raise ConfigError(f"model={base.model!r} is not available for populations: train "
-                          "conv nets one at a time (pepita_lab.train)")
-    if not get_rule(base.rule).populations:
-        raise ConfigError(f"rule={base.rule!r} is not available for populations: train its "
-                          "runs one at a time (pepita_lab.train)")
 
 
 def member_columns(configs: list[RunConfig], device) -> SimpleNamespace:

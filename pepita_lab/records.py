@@ -247,3 +247,39 @@ def read_netcdf(path: Path) -> xr.Dataset:
     except Exception as err:  # HDF / netCDF errors of truncated or altered files
         raise DamagedFileError(f"{path} is damaged or not a netCDF file "
                                f"({type(err).__name__}: {err})") from None
+
+
+def activation_differences(net, config: RunConfig, x, y) -> xr.Dataset:
+    """PEPITA's two passes (no dropout) on the samples `x` you give (images or flat vectors,
+    an array or a tensor) with labels `y`: per hidden layer `h_l` and the difference
+    `h_diff_l` = h_l - h_l^err over (sample, unit_l), the modulated input `x_err` and the
+    first pass's `error`, as the run's activation snapshots hold them (without their run and
+    epoch dimensions); coordinates sample, label, unit_l. `net`: a run's (`Run.net`)."""
+    import torch
+
+    from .traces import activation_snapshot
+
+    device = net.weights[0].device
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    x = x.to(device=device, dtype=torch.float32).reshape(len(x), -1)
+    labels = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y).astype(np.int64)
+    if labels.shape != (len(x),):
+        raise ConfigError(f"y (shape {labels.shape}) is not allowed: expected one label per "
+                          f"sample of x ({len(x)})")
+    n_classes = net.weights[-1].shape[-2]
+    target = torch.eye(n_classes, device=device)[torch.as_tensor(labels, device=device)]
+    snap = activation_snapshot(net, x, target, config.sign, normalize=config.normalize)
+    n = len(labels)
+    data_vars = {"error": (("sample", "class"), snap["error"].numpy(), _attrs("error"))}
+    shape = net.image_shape or (1, 1, x.shape[-1])
+    if int(np.prod(shape)) == snap["x_err"].shape[-1]:
+        C, H, W = shape
+        image = np.moveaxis(snap["x_err"].numpy().reshape(n, C, H, W), 1, -1)
+        data_vars["x_err"] = (("sample", "height", "width", "channel"), image, _attrs("x_err"))
+    coords = {"sample": ("sample", np.arange(n)), "label": ("sample", labels)}
+    for l, (h, d) in enumerate(zip(snap["h"], snap["h_diff"])):
+        unit = f"unit_{l + 1}"
+        coords[unit] = (unit, np.arange(h.shape[-1]))
+        data_vars[f"h_{l + 1}"] = (("sample", unit), h.numpy(), _attrs(f"h_{l + 1}"))
+        data_vars[f"h_diff_{l + 1}"] = (("sample", unit), d.numpy(), _attrs(f"h_diff_{l + 1}"))
+    return xr.Dataset(data_vars, coords=coords, attrs=run_attrs(config))

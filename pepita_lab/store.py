@@ -62,6 +62,66 @@ class Run:
     def test_acc(self) -> float:
         return float(self.history.test_acc.isel(run=0, epoch=-1))
 
+    def __repr__(self) -> str:
+        """A few lines: rule, dataset, status, final test accuracy, epochs, run folder (the
+        net, history and activations are attributes, not printed)."""
+        c, h = self.config, self.history
+        epochs = int(h.epoch[-1]) if "epoch" in h.dims and h.sizes["epoch"] else 0
+        shown = (f"{100 * self.test_acc:.1f} %" if self.status == "completed" and epochs
+                 else f"not a result ({self.status}"
+                 + (f" in epoch {h.attrs['diverged_epoch']})" if "diverged_epoch" in h.attrs
+                    else ")"))
+        layers = "x".join(map(str, c.hidden)) or "-"
+        if c.model == "conv":
+            layers = f"conv {'x'.join(map(str, c.conv_channels))}, fc {layers}"
+        return "\n".join([
+            f"Run(rule={c.rule!r}, dataset={c.dataset!r}, status={self.status!r})",
+            f"  test accuracy {shown} after {epochs} of {c.epochs} epochs",
+            f"  net {c.model} ({layers}), lr {c.lr:g}, batch {c.batch_size}, seed {c.seed}",
+            f"  folder {self.path if self.path is not None else '(not written)'}"])
+
+    def activation_differences(self, x, y) -> xr.Dataset:
+        """PEPITA's activation differences h_l - h_l^err on the samples `x` you give (images
+        or flat vectors, an array or a tensor) with labels `y`, per hidden layer: an xarray
+        Dataset like the run's snapshots (dims sample and unit_l; the modulated input and
+        the error too; `records.activation_differences`)."""
+        from .records import activation_differences
+
+        return activation_differences(self.net, self.config, x, y)
+
+
+class DivergedWarning(RuntimeWarning):
+    """A run diverged: its status is "diverged" and its last accuracies are not a result."""
+
+
+class DidNotLearnWarning(RuntimeWarning):
+    """A run completed but did not learn (at chance, or no better than untrained)."""
+
+
+def warn_outcome(runs: list[Run], stacklevel: int = 2) -> None:
+    """One warning (`DivergedWarning` or `DidNotLearnWarning`) for `runs` (a run, or a
+    population's members) that diverged or did not learn, in the CLI's words; `status` and
+    the record stay as they are. Nothing for runs that learned or were stopped."""
+    import warnings
+
+    diverged = [r for r in runs if r.status == "diverged"]
+    unlearned = [r for r in runs if r.status == "completed" and "not_learned" in r.history.attrs]
+    if diverged:
+        a = diverged[0].history.attrs
+        last = int(diverged[0].history.epoch[-1]) if diverged[0].history.sizes["epoch"] else 0
+        who = (f"{len(diverged)} of {len(runs)} runs diverged (the first" if len(runs) > 1
+               else "the run diverged (in")
+        warnings.warn(DivergedWarning(
+            f"{who} epoch {a.get('diverged_epoch', '?')}, step "
+            f"{a.get('diverged_step', '?')}: {a.get('diverged_reason', '?')}); status="
+            f"'diverged', the last good epoch is {last}: its accuracy is not a result"),
+            stacklevel=stacklevel + 1)
+    elif unlearned:
+        who = f"{len(unlearned)} of {len(runs)} runs" if len(runs) > 1 else "the run"
+        warnings.warn(DidNotLearnWarning(
+            f"{who} completed but {unlearned[0].history.attrs['not_learned']}"),
+            stacklevel=stacklevel + 1)
+
 
 def run_datasets(trainer: "Member", tracer: "Tracer | None",
                  status: str) -> tuple[xr.Dataset, xr.Dataset | None]:

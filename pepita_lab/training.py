@@ -30,7 +30,7 @@ from .momentum import general_update, momentum_update
 from .members import (HISTORY_FIELDS, Callback, History, Member, check_population,
                       member_columns, shared_settings, stack_nets, trains_as_population)
 from .nets import Net, init_net
-from .rules import Factors, get_rule, validate
+from .rules import Factors, get_rule
 from .rules.base import DIVERGENCE_LOSS
 
 __all__ = ["Trainer", "Member", "History", "HISTORY_FIELDS", "Callback", "lr_at",
@@ -73,9 +73,10 @@ class Trainer:
 
     `Trainer(config)` trains one run; `Trainer([config, ...])` trains the configs as one
     population (one architecture: they may differ only in `MEMBER_FIELDS`; fully connected
-    nets and rules that take a leading K). `members` are the runs either way. This is the
-    door into training: configs are validated here (`rules.validate`) and `data` converted
-    (`data.as_tensor_data`); `preflight`, if given, is called on the validated configs before
+    nets and rules that take a leading K). `members` are the runs either way. The configs
+    train as they are: `rules.resolve`, the door into training, has made them what trains
+    (`pepita_lab.train` and every entry point call it); `data` is converted here
+    (`data.as_tensor_data`), and `preflight`, if given, is called on the configs before
     anything is loaded (the API's memory check).
     """
 
@@ -83,9 +84,7 @@ class Trainer:
                  callbacks: tuple = (), progress: bool = True,
                  preflight: Callable[[list[RunConfig]], None] | None = None):
         batched = isinstance(config, (list, tuple))
-        configs = [validate(c) for c in config] if batched else [validate(config)]
-        if batched:
-            check_population(configs)
+        configs = list(config) if batched else [config]
         base = configs[0]
         if preflight is not None:
             preflight(configs)

@@ -36,7 +36,8 @@ def test_ff_and_drtp_declare_their_own_settings():
 @pytest.mark.parametrize("rule", rule_names())
 def test_a_preset_with_a_rule_alone_has_the_rules_settings(rule):
     expected = {**PAPER, **own_settings(rule)}
-    for config in (pl.preset("paper-mnist", rule=rule),
+    for config in (pl.resolve(pl.preset("paper-mnist", rule=rule)),
+                   pl.resolve(RunConfig(rule=rule)),
                    cli_config("--preset", "paper-mnist", "--rule", rule),
                    cli_config("--rule", rule)):  # no preset: the defaults are the paper's
         assert {k: getattr(config, k) for k in TRAINING_FIELDS} == expected, rule
@@ -44,18 +45,29 @@ def test_a_preset_with_a_rule_alone_has_the_rules_settings(rule):
 
 @pytest.mark.parametrize("rule", rule_names())
 def test_an_explicit_setting_wins_over_the_rules(rule):
-    for config in (pl.preset("paper-mnist", rule=rule, lr=0.0123, batch_size=16),
+    for config in (pl.resolve(pl.preset("paper-mnist", rule=rule, lr=0.0123, batch_size=16)),
+                   pl.resolve(RunConfig(rule=rule, lr=0.0123, batch_size=16)),
                    cli_config("--preset", "paper-mnist", "--rule", rule, "--lr", "0.0123",
                               "--batch-size", "16")):
         assert (config.lr, config.batch_size) == (0.0123, 16)
         rest = {k: v for k, v in own_settings(rule).items() if k not in ("lr", "batch_size")}
         assert {k: getattr(config, k) for k in rest} == rest
-    # a preset alone (config.preset) and a RunConfig keep what they say
-    assert pl.config.preset("paper-mnist", rule=rule).lr == 0.1
+    # a preset and a RunConfig keep what they say until resolved; one preset
+    assert pl.preset("paper-mnist", rule=rule).lr == 0.1
+    assert pl.preset is pl.config.preset and not hasattr(pl.rules.settings, "preset")
+
+
+@pytest.mark.parametrize("rule", rule_names())
+def test_a_value_set_to_the_default_is_kept(rule):
+    """What the user set counts, not whether it equals the default: lr=0.1 stays 0.1."""
+    config = pl.resolve(RunConfig(rule=rule, lr=0.1, bias=False))
+    assert (config.lr, config.bias) == (0.1, False)
+    assert pl.resolve(config) == config  # resolving again changes nothing
+    assert pl.resolve(RunConfig.from_dict(config.to_dict())) == config  # a stored run's
 
 
 def test_the_explorers_switch_goes_back_to_the_papers_settings():
-    ff = pl.preset("paper-mnist", rule="ff")
+    ff = pl.resolve(pl.preset("paper-mnist", rule="ff"))
     assert switched_settings("pepita", ff) == PAPER
     assert switched_settings("ff", RunConfig(lr=0.03))["lr"] == 0.001
     assert switched_settings("bp", RunConfig(lr=0.03))["lr"] == 0.03  # the base's own choice
@@ -99,7 +111,7 @@ def test_each_unlearnable_setting_is_named(changes, words):
 
 def test_learnable_settings_say_nothing():
     assert unlearnable(RunConfig()) == []
-    assert unlearnable(pl.preset("paper-mnist", rule="ff")) == []
+    assert unlearnable(pl.resolve(pl.preset("paper-mnist", rule="ff"))) == []
     assert unlearnable(RunConfig(weight_mirroring=True, f_distribution="factorised",
                                  sign=-1.0, epochs=3, lr=0.01, hidden=(64, 64))) == []
 

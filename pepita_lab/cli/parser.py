@@ -17,6 +17,36 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"pepita-lab: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is refused by the subcommand's parser (its
+        error points to `pepita-lab train --help`, not the top-level help), with the
+        nearest flag it has (`--learnig-rate`: did you mean --lr?)."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            while parser._subparsers is not None:  # down to the subcommand given
+                action = parser._subparsers._group_actions[0]
+                chosen = getattr(ns, action.dest, None)
+                if chosen not in action.choices:
+                    break
+                parser = action.choices[chosen]
+            hint = _nearest_flag(parser, extras)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return ns
+
+
+def _nearest_flag(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'; did you mean --lr?' for the first unknown flag in `extras`, if one is near."""
+    from ..config.names import nearest
+
+    flags = [f for f in extras if f.startswith("--")]
+    if not flags:
+        return ""
+    known = {o[2:].replace("-", "_"): o for a in parser._actions for o in a.option_strings
+             if o.startswith("--")}
+    guess = nearest(flags[0][2:].split("=")[0].replace("-", "_"), known)
+    return f"; did you mean {known[guess]}?" if guess is not None else ""
+
 
 def _field_flag(p: argparse.ArgumentParser, f, grid: bool) -> None:
     """The flag of RunConfig field `f`, typed and documented from the field; with `grid`, a

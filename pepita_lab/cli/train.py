@@ -4,10 +4,12 @@ member field a population), the refusals, one run or a population trained and wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from ..config import MEMBER_FIELDS, ConfigError, RunConfig, field_kind, field_names, preset
+from ..rules.validation import resolve, resolve_and_say
 
 
 # Flags that take several values (a population): the member fields that are single values.
@@ -15,9 +17,10 @@ GRID_FLAGS = tuple(k for k in MEMBER_FIELDS if field_kind(k) != "ints")
 
 
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
-    """The preset (if any), then every flag the user gave, validated in one place; several
-    values of a member field (--f-scale, --lr, --seed, ...) give their grid, one config per
-    point."""
+    """The preset (if any), then every flag the user gave (the fields set), resolved for
+    training as `pepita_lab.train` resolves (`rules.resolve`: the rule's own settings where no
+    flag was given); several values of a member field (--f-scale, --lr, --seed, ...) give
+    their grid, one config per point."""
     import itertools
 
     overrides = {name: getattr(args, name) for name in field_names()
@@ -29,19 +32,20 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     # the base holds the grid's first point, so settings that need each other (a grid flag
     # and a single one) are checked together
     overrides.update({k: values[0] for k, values in grid.items()})
-    base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides).replace()
+    base = preset(args.preset, **overrides) if args.preset else RunConfig(**overrides)
     _refuse_conv_flags_on_fc(args, base)
-    base = _with_rule_settings(args, base, given=[*overrides, *grid])
-    return [base.replace(**dict(zip(grid, values)))
-            for values in itertools.product(*grid.values())]
+    base = _resolved(args, base)
+    configs = [base.replace(**dict(zip(grid, values)))
+               for values in itertools.product(*grid.values())]
+    return resolve(configs) if len(configs) > 1 else configs
 
 
-def _with_rule_settings(args, base: RunConfig, given) -> RunConfig:
-    """`base` with its rule's own settings where no flag was given (rules/settings.py); which
-    it took is kept in `args.rule_settings` and said on stderr."""
-    from ..rules.settings import describe, with_rule_settings
+def _resolved(args, base: RunConfig) -> RunConfig:
+    """`base` resolved (`rules.resolve`: its rule's own settings where no flag was given);
+    which it took is kept in `args.rule_settings` and said on stderr."""
+    from ..rules.settings import describe
 
-    base, args.rule_settings = with_rule_settings(base, explicit=given)
+    base, args.rule_settings = resolve_and_say(base)
     if args.rule_settings:
         print(f"pepita-lab: {describe(args.rule_settings, base.rule)}", file=sys.stderr)
     return base
@@ -113,8 +117,9 @@ def cmd_train(args) -> int:
         _refuse_flags_with_resume(args)
         out = Path(args.resume)
         stop = _stop_on_signals()
-        run = resume(out, progress=not args.quiet, callbacks=callbacks,
-                     should_stop=stop.is_set, epochs=args.epochs)
+        with _said_below():
+            run = resume(out, progress=not args.quiet, callbacks=callbacks,
+                         should_stop=stop.is_set, epochs=args.epochs)
     else:
         configs = configs_from_args(args)
         _warn_unlearnable(configs[0])
@@ -122,9 +127,11 @@ def cmd_train(args) -> int:
         stop = _stop_on_signals()
         if len(configs) > 1:
             return _train_population(configs, out, args, stop)
-        run = train(configs[0], out=out, progress=not args.quiet,
-                    trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
-                    callbacks=callbacks, should_stop=stop.is_set, overwrite=args.overwrite)
+        with _said_below():
+            run = train(configs[0], out=out, progress=not args.quiet,
+                        trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
+                        callbacks=callbacks, should_stop=stop.is_set,
+                        overwrite=args.overwrite)
     last = int(run.history.epoch[-1])
     where = f" in {out}" if out is not None else ""
     if run.status == "diverged":
@@ -145,6 +152,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _said_below():
+    """The API's warnings on a diverged run or one that did not learn, silenced: the command
+    says the same in its own lines below."""
+    import warnings
+
+    from ..store import DidNotLearnWarning, DivergedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergedWarning)
+        warnings.simplefilter("ignore", DidNotLearnWarning)
+        yield
+
+
 def _warn_unlearnable(config: RunConfig) -> None:
     """Settings known not to learn, said before training (advice.py); the run still goes."""
     from ..advice import unlearnable
@@ -158,9 +179,11 @@ def _train_population(configs, out, args, stop) -> int:
     folder per member under --out."""
     from ..api import train_population
 
-    runs = train_population(configs, out=out, progress=not args.quiet,
-                            trace_every=args.trace_every, snapshot_epochs=args.snapshot_epochs,
-                            should_stop=stop.is_set, overwrite=args.overwrite)
+    with _said_below():
+        runs = train_population(configs, out=out, progress=not args.quiet,
+                                trace_every=args.trace_every,
+                                snapshot_epochs=args.snapshot_epochs,
+                                should_stop=stop.is_set, overwrite=args.overwrite)
     for run in runs:
         c = run.config
         print(f"{run.history.run.item()}: f_scale={c.f_scale:g} lr={c.lr:g} seed={c.seed} "

@@ -1,11 +1,14 @@
-"""Each field checked on its own (`check_fields`: types, ranges, choices), whatever builds the
-config; an error names the field, the value and what is allowed."""
+"""Each field's allowed values declared (`ALLOWED`) and checked (`checked_values`: types,
+ranges, choices, and the fields that need each other), whatever builds the config; an error
+names the field, the value and what is allowed. Checking never changes what it is given."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from .facts import (COMPILE_MODES, CONV_UPDATES, DATASETS, DEVICES, F_DISTRIBUTIONS, INITS,
+from .facts import (COMPILE_MODES, CONV_UPDATES, DATASETS, DEVICES, F_DISTRIBUTIONS,
+                    IMAGE_SHAPES, INITS,
                     MAX_EPOCHS, MAX_INT, MAX_SEED, MODELS, MOMENTUM_STYLES, OUTPUT_ERRORS,
                     PEPITA_VARIANTS, PRECISIONS, TIME_LOCAL_MASKS, ConfigError)
 
@@ -71,73 +74,145 @@ def _int_tuple(name, value, *, low):
     return tuple(check_int(name, v, low=low) for v in value)
 
 
-def check_fields(cfg):
-    """Check every field of `cfg` (a RunConfig) on its own (types, ranges, choices); return it
-    normalised (tuples, floats) or raise ConfigError. What needs the rules (the rule's name,
-    the options and nets it takes) is checked by `pepita_lab.rules.validate`, the door into
-    training, which calls this first."""
-    if not isinstance(cfg.rule, str) or not cfg.rule:
-        _fail("rule", cfg.rule, "expected a rule's name")
-    cfg.dataset = _choice("dataset", cfg.dataset, DATASETS)
-    cfg.model = _choice("model", cfg.model, MODELS)
-    cfg.hidden = _int_tuple("hidden", cfg.hidden, low=1)
-    if not cfg.hidden and cfg.model == "fc":
-        _fail("hidden", cfg.hidden, "expected at least one hidden layer width (only "
+@dataclass(frozen=True)
+class Allowed:
+    """What a field takes: `kind` "name" (a non-empty string: a rule's name, checked by
+    `rules.resolve`), "choice" (one of `choices`), "bool", "int" / "float" (within `low` ..
+    `high`, `low` excluded if `low_open`; a float among `choices` if given), "ints" (a list
+    of integers >= `low`), "path" (any path, kept as text); `none`: None is allowed too."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple = ()
+    none: bool = False
+
+    def check(self, name: str, value):
+        """`value` normalised (tuples, floats), or ConfigError naming `name`."""
+        if value is None and self.none:
+            return None
+        if self.kind == "name":
+            if not isinstance(value, str) or not value:
+                _fail(name, value, "expected a rule's name")
+            return value
+        if self.kind == "choice":
+            return _choice(name, value, self.choices)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                _fail(name, value, "expected true or false")
+            return value
+        if self.kind == "int":
+            return check_int(name, value, low=self.low, high=self.high)
+        if self.kind == "ints":
+            return _int_tuple(name, value, low=self.low)
+        if self.kind == "float":
+            value = _float(name, value, low=self.low, high=self.high, low_open=self.low_open)
+            if self.choices and value not in self.choices:
+                _fail(name, value, f"expected {' or '.join(f'{c:g}' for c in self.choices)}")
+            return value
+        return value if value is None or isinstance(value, str) else str(value)  # a path
+
+    def describe(self) -> str:
+        """What is allowed, in words (`help(RunConfig)`)."""
+        none = " or None" if self.none else ""
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices) + none
+        if self.kind in ("int", "float", "ints") and self.choices:
+            return " or ".join(f"{c:g}" for c in self.choices)
+        if self.kind in ("int", "float", "ints"):
+            what = {"int": "an integer", "float": "a number", "ints": "integers"}[self.kind]
+            bounds = [f"{'>' if self.low_open else '>='} {self.low}"] if self.low is not None \
+                else []
+            bounds += [f"<= {self.high}"] if self.high is not None else []
+            return (f"{what} {' and '.join(bounds)}" if bounds else what) + none
+        return {"bool": "true or false", "name": "a registered rule's name",
+                "path": "a folder"}[self.kind] + none
+
+
+_NUMBER = Allowed("float", low=0.0)  # any number >= 0
+_POSITIVE = Allowed("float", low=0.0, low_open=True)
+
+
+# Every field's declared values: `checked_values` checks them, `help(RunConfig)` says them,
+# and the tests draw invalid values from them (a field without an entry is refused there).
+ALLOWED: dict[str, Allowed] = {
+    "rule": Allowed("name"), "dataset": Allowed("choice", choices=DATASETS),
+    "model": Allowed("choice", choices=MODELS), "hidden": Allowed("ints", low=1),
+    "bias": Allowed("bool"), "conv_channels": Allowed("ints", low=1),
+    "kernel_size": Allowed("int", low=1), "pool": Allowed("int", low=1),
+    "conv_update": Allowed("choice", choices=CONV_UPDATES),
+    "epochs": Allowed("int", low=1, high=MAX_EPOCHS), "lr": _POSITIVE,
+    "momentum": Allowed("float", low=0.0, high=1.0),
+    "momentum_style": Allowed("choice", choices=MOMENTUM_STYLES), "weight_decay": _NUMBER,
+    "batch_size": Allowed("int", low=1), "lr_milestones": Allowed("ints", low=1),
+    "lr_gamma": _POSITIVE, "keep_prob": Allowed("float", low=0.0, high=1.0, low_open=True),
+    "f_scale": _NUMBER, "f_distribution": Allowed("choice", choices=F_DISTRIBUTIONS),
+    "sign": Allowed("float", choices=(1.0, -1.0)),
+    "output_error": Allowed("choice", choices=OUTPUT_ERRORS),
+    "init": Allowed("choice", choices=INITS), "normalize": Allowed("bool"),
+    "pepita_variant": Allowed("choice", choices=PEPITA_VARIANTS),
+    "time_local_masks": Allowed("choice", choices=TIME_LOCAL_MASKS),
+    "weight_mirroring": Allowed("bool"), "mirror_lr": _NUMBER, "mirror_decay": _NUMBER,
+    "mirror_noise": _POSITIVE, "premirror_epochs": Allowed("int", low=0),
+    "mirror_period": Allowed("int", low=1), "streamed": Allowed("bool"),
+    "ff_threshold": _NUMBER, "feedback_scale": _NUMBER,
+    "seed": Allowed("int", low=0, high=MAX_SEED), "device": Allowed("choice", choices=DEVICES),
+    "precision": Allowed("choice", choices=PRECISIONS),
+    "compile": Allowed("choice", choices=COMPILE_MODES), "data_dir": Allowed("path", none=True),
+    "subset": Allowed("int", low=1, none=True), "download": Allowed("bool"),
+    "eval_batch_size": Allowed("int", low=1),
+}
+
+
+def checked_values(values: dict) -> dict:
+    """The fields `values` (field: value, every field) checked on their own (`ALLOWED`) and
+    together (conv maps that shrink to nothing, options that need each other): a new dict,
+    normalised (tuples, floats), or ConfigError naming the field. `values` is not changed.
+    What needs the rules (the rule's name, the options and nets it takes) is checked by
+    `pepita_lab.rules.resolve`."""
+    v = dict(values)
+    for name, allowed in ALLOWED.items():
+        v[name] = allowed.check(name, v[name])
+    v["lr_milestones"] = tuple(sorted(v["lr_milestones"]))
+    if not v["hidden"] and v["model"] == "fc":
+        _fail("hidden", v["hidden"], "expected at least one hidden layer width (only "
               "model='conv' may go from its conv layers straight to the output)")
-    cfg.conv_channels = _int_tuple("conv_channels", cfg.conv_channels, low=1)
-    if not cfg.conv_channels and cfg.model == "conv":
-        _fail("conv_channels", cfg.conv_channels, "expected at least one conv layer width "
+    if not v["conv_channels"] and v["model"] == "conv":
+        _fail("conv_channels", v["conv_channels"], "expected at least one conv layer width "
               "for model='conv'")
-    cfg.kernel_size = check_int("kernel_size", cfg.kernel_size, low=1)
-    cfg.pool = check_int("pool", cfg.pool, low=1)
-    cfg.conv_update = _choice("conv_update", cfg.conv_update, CONV_UPDATES)
-    if not isinstance(cfg.bias, bool):
-        _fail("bias", cfg.bias, "expected true or false")
-    cfg.epochs = check_int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
-    cfg.lr = _float("lr", cfg.lr, low=0.0, low_open=True)
-    cfg.momentum = _float("momentum", cfg.momentum, low=0.0, high=1.0)
-    cfg.batch_size = check_int("batch_size", cfg.batch_size, low=1)
-    cfg.lr_milestones = tuple(sorted(_int_tuple("lr_milestones", cfg.lr_milestones, low=1)))
-    cfg.lr_gamma = _float("lr_gamma", cfg.lr_gamma, low=0.0, low_open=True)
-    cfg.keep_prob = _float("keep_prob", cfg.keep_prob, low=0.0, high=1.0, low_open=True)
-    cfg.f_scale = _float("f_scale", cfg.f_scale, low=0.0)
-    cfg.f_distribution = _choice("f_distribution", cfg.f_distribution, F_DISTRIBUTIONS)
-    cfg.sign = _float("sign", cfg.sign)
-    if cfg.sign not in (1.0, -1.0):
-        _fail("sign", cfg.sign, "expected 1 or -1")
-    cfg.output_error = _choice("output_error", cfg.output_error, OUTPUT_ERRORS)
-    cfg.feedback_scale = _float("feedback_scale", cfg.feedback_scale, low=0.0)
-    cfg.seed = check_int("seed", cfg.seed, low=0, high=MAX_SEED)
-    cfg.device = _choice("device", cfg.device, DEVICES)
-    cfg.precision = _choice("precision", cfg.precision, PRECISIONS)
-    cfg.compile = _choice("compile", cfg.compile, COMPILE_MODES)
-    if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
-        cfg.data_dir = str(cfg.data_dir)
-    cfg.subset = check_int("subset", cfg.subset, low=1, allow_none=True)
-    if not isinstance(cfg.download, bool):
-        _fail("download", cfg.download, "expected true or false")
-    cfg.eval_batch_size = check_int("eval_batch_size", cfg.eval_batch_size, low=1)
-    cfg.momentum_style = _choice("momentum_style", cfg.momentum_style, MOMENTUM_STYLES)
-    cfg.weight_decay = _float("weight_decay", cfg.weight_decay, low=0.0)
-    cfg.init = _choice("init", cfg.init, INITS)
-    if not isinstance(cfg.normalize, bool):
-        _fail("normalize", cfg.normalize, "expected true or false")
-    cfg.pepita_variant = _choice("pepita_variant", cfg.pepita_variant, PEPITA_VARIANTS)
-    cfg.time_local_masks = _choice("time_local_masks", cfg.time_local_masks, TIME_LOCAL_MASKS)
-    if not isinstance(cfg.weight_mirroring, bool):
-        _fail("weight_mirroring", cfg.weight_mirroring, "expected true or false")
-    cfg.mirror_lr = _float("mirror_lr", cfg.mirror_lr, low=0.0)
-    cfg.mirror_decay = _float("mirror_decay", cfg.mirror_decay, low=0.0)
-    cfg.mirror_noise = _float("mirror_noise", cfg.mirror_noise, low=0.0, low_open=True)
-    cfg.premirror_epochs = check_int("premirror_epochs", cfg.premirror_epochs, low=0)
-    cfg.mirror_period = check_int("mirror_period", cfg.mirror_period, low=1)
-    if not isinstance(cfg.streamed, bool):
-        _fail("streamed", cfg.streamed, "expected true or false")
-    cfg.ff_threshold = _float("ff_threshold", cfg.ff_threshold, low=0.0)
-    if cfg.model == "conv" and (cfg.normalize or cfg.f_distribution == "factorised"):
-        name = "normalize" if cfg.normalize else "f_distribution"
-        _fail(name, getattr(cfg, name), "fully connected nets only (model='fc')")
-    if cfg.weight_mirroring and cfg.f_distribution != "factorised":
+    if v["model"] == "conv" and (v["normalize"] or v["f_distribution"] == "factorised"):
+        name = "normalize" if v["normalize"] else "f_distribution"
+        _fail(name, v[name], "fully connected nets only (model='fc')")
+    if v["weight_mirroring"] and v["f_distribution"] != "factorised":
         _fail("weight_mirroring", True, "mirroring learns the factors of F = B_1 ... B_L: "
               "add f_distribution='factorised' (--f-distribution factorised)")
+    _check_conv_maps(v)
+    return v
+
+
+def _check_conv_maps(v: dict) -> None:
+    """A conv net whose kernels and pools shrink the dataset's images below one pixel is
+    refused (stride 1, no padding, as `nets.conv_shapes`)."""
+    if v["model"] != "conv":
+        return
+    C, H, W = IMAGE_SHAPES[v["dataset"]]
+    k, pool = v["kernel_size"], v["pool"]
+    h, w = H, W
+    for i, _ in enumerate(v["conv_channels"]):
+        h, w = h - k + 1, w - k + 1
+        if min(h, w) < 1 or min(h // pool, w // pool) < 1:
+            raise ConfigError(
+                f"conv_channels={list(v['conv_channels'])!r} with kernel_size={k} and "
+                f"pool={pool} shrinks the {H}x{W} images of {v['dataset']} below one pixel at "
+                f"conv layer {i + 1}: use fewer conv layers, a smaller kernel or pool")
+        h, w = h // pool, w // pool
+
+
+def check_fields(cfg):
+    """`cfg` (a RunConfig) if its fields pass `checked_values`, else ConfigError; `cfg` is
+    never changed (a RunConfig is checked and normalised when it is made)."""
+    import dataclasses
+
+    checked_values({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
     return cfg

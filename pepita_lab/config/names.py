@@ -30,6 +30,8 @@ def nearest(name: str, names) -> str | None:
     """The name among `names` that `name` most likely means (a synonym from `ALIASES`, else
     the closest by `difflib`), or None."""
     names = list(names)
+    if name in names:
+        return name
     key = str(name).strip().lower().replace("-", "_")
     if key in names:
         return key

@@ -1,11 +1,12 @@
-"""The paper's settings as named presets (`preset`). A rule's own settings on top of them
-(`rules.settings.preset`) live with the rules."""
+"""The paper's settings as named presets (`preset`, the one function that makes a config from
+a preset). A rule's own settings go into the fields the preset's user did not set when the
+config is resolved for training (`pepita_lab.resolve`), as for any config."""
 
 from __future__ import annotations
 
 
-from .checks import check_fields
 from .facts import ConfigError
+from .names import unknown_name
 from .run import RunConfig
 
 
@@ -35,7 +36,15 @@ PRESETS.update({f"{name}-conv": dict(_PAPER_CONV, dataset=PRESETS[name]["dataset
 
 
 def preset(name: str, **overrides) -> RunConfig:
-    """Preset `name` with `overrides` on top, alone (`pepita_lab.preset` adds the rule's own)."""
+    """Preset `name` (`PRESETS`: the paper's settings) with `overrides` on top. The overrides
+    count as set by you (`RunConfig.set_fields`); the preset's own values are the paper's
+    PEPITA settings, so training resolves a rule's own settings over them
+    (`pepita_lab.resolve`): `preset("paper-mnist", rule="ff")` trains FF as FF trains (lr
+    0.001, ...), `preset(..., rule="ff", lr=0.01)` at lr 0.01."""
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is unknown; allowed: {', '.join(PRESETS)}")
-    return check_fields(RunConfig(**{**PRESETS[name], **overrides}))
+    names = [f for f in RunConfig.__dataclass_fields__]
+    for key in overrides:
+        if key not in names:
+            raise unknown_name(key, f"preset {name!r}", names)
+    return RunConfig(**{**PRESETS[name], **overrides}).with_set_fields(overrides)

@@ -7,8 +7,9 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from .checks import check_fields
+from .checks import ALLOWED, checked_values
 from .facts import CONV_FIELDS, DATASETS, ConfigError
+from .names import unknown_name
 
 
 def setting(default, doc: str, *, member: bool = False, identity: bool = True,
@@ -28,10 +29,15 @@ def setting(default, doc: str, *, member: bool = False, identity: bool = True,
         "rule_option": rule_option})
 
 
-@dataclass
+@dataclass(frozen=True, init=False)
 class RunConfig:
-    """Everything that defines a training run. Defaults are the paper's MNIST settings. Each
-    field's `doc` (see `setting`) is its CLI help; `python -m pepita_lab.config` lists them."""
+    """Everything that defines a training run. Defaults are the paper's MNIST settings.
+
+    A value: checked when it is made (an invalid value, or an unknown field name, is a
+    ConfigError naming the field), never changed afterwards (`replace` makes a changed copy).
+    It remembers which fields were given (`RunConfig(rule="ff", lr=0.1)`: rule and lr), so
+    that `pepita_lab.resolve` puts a rule's own settings in the others only. Each field's
+    `doc` (see `setting`) is its CLI help; `python -m pepita_lab.config` lists them."""
 
     rule: str = setting("pepita", "learning rule, by its registered name")
     dataset: str = setting("mnist", "dataset: " + ", ".join(DATASETS))
@@ -129,12 +135,52 @@ class RunConfig:
     download: bool = setting(True, "download missing datasets", identity=False)
     eval_batch_size: int = setting(2000, "chunk size of the test evaluation", identity=False)
 
+    def __init__(self, *args, **kwargs):
+        names = [f.name for f in dataclasses.fields(self)]
+        if len(args) > len(names):
+            raise ConfigError(f"RunConfig takes at most {len(names)} values by position, "
+                              f"got {len(args)}: name them (RunConfig(lr=0.01, ...))")
+        given = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names:
+                raise unknown_name(name, "RunConfig", names)
+            if name in given:
+                raise ConfigError(f"{name} is given twice (by position and by name)")
+            given[name] = value
+        values = {f.name: given[f.name] if f.name in given else _default(f)
+                  for f in dataclasses.fields(self)}
+        for name, value in checked_values(values).items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_set", frozenset(given))
+
+    @property
+    def set_fields(self) -> frozenset:
+        """The fields given when this config (or the configs it was made from by `replace`)
+        was made: the user's choices, which a rule's own settings never override."""
+        return self.__dict__.get("_set", frozenset())
+
     def replace(self, **changes) -> "RunConfig":
-        """A copy with `changes` applied (its fields checked: `check_fields`)."""
-        return check_fields(dataclasses.replace(self, **changes))
+        """A copy with `changes` applied, checked as a new config is; the fields it changes
+        count as given (`set_fields`)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        for name in changes:
+            if name not in names:
+                raise unknown_name(name, "RunConfig.replace", names)
+        new = RunConfig(**{**{n: getattr(self, n) for n in names}, **changes})
+        object.__setattr__(new, "_set", self.set_fields | frozenset(changes))
+        return new
+
+    def with_set_fields(self, names) -> "RunConfig":
+        """This config, with `names` the fields counted as given (`set_fields`)."""
+        new = self.replace()
+        object.__setattr__(new, "_set", frozenset(names))
+        return new
+
+    def __reduce__(self):  # pickled (Dask workers, copies) with the fields it was given
+        return (_rebuild, (self.to_dict(), tuple(sorted(self.set_fields))))
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["hidden"] = list(self.hidden)
         d["lr_milestones"] = list(self.lr_milestones)
         d["conv_channels"] = list(self.conv_channels)
@@ -161,12 +207,34 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
-        return check_fields(cls(**d))
+        """The config of `d` (field: value; a stored run's config.json): every field it holds
+        counts as given. An unknown name is a ConfigError naming the nearest field."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for name in d:
+            if name not in names:
+                raise unknown_name(name, "RunConfig.from_dict", names)
+        return cls(**d)
 
 
 def _default(f: dataclasses.Field):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _rebuild(values: dict, given: tuple) -> RunConfig:
+    return RunConfig(**values).with_set_fields(given)
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    """One field in `help(RunConfig)`: name, type and default; its doc; what it allows."""
+    import textwrap
+
+    text = f"{f.metadata['doc']}. Allowed: {ALLOWED[f.name].describe()}."
+    return (f"    {f.name}: {f.type} = {_default(f)!r}\n"
+            + textwrap.fill(text, 88, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                           break_on_hyphens=False))
+
+
+# help(RunConfig) lists every field with its doc, default and allowed values, made from the
+# declarations when the class is made (so it never lags behind them)
+RunConfig.__doc__ += "\n\n    Fields:\n\n" + "\n".join(
+    _field_help(f) for f in dataclasses.fields(RunConfig)) + "\n"

@@ -23,7 +23,7 @@ from .pepita import CONV_UPDATES, pepita_factors, pepita_updates
 from .pepita_fast import FirstLayerFeedback
 from .pepita_options import pepita_options_factors
 from .pepita_rule import Pepita
-from .validation import validate
+from .validation import resolve, validate
 
 register(Pepita())
 register(Backprop())
@@ -36,4 +36,4 @@ __all__ = ["pepita_updates", "bp_updates", "fa_updates", "dfa_updates", "drtp_up
            "pepita_factors", "pepita_options_factors", "bp_factors", "fa_factors", "dfa_factors", "drtp_factors",
            "chain_factors", "ff_factors", "ff_scores", "Factors", "forward", "forward_pass", "one_hot",
            "updates_from_factors", "CONV_UPDATES", "FirstLayerFeedback", "Rule", "Cost",
-           "StepState", "register", "unregister", "get_rule", "rule_names", "validate"]
+           "StepState", "register", "unregister", "get_rule", "rule_names", "validate", "resolve"]

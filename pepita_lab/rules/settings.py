@@ -4,19 +4,16 @@ and the user has not set them.
 Each rule declares `Rule.trained_with`, the training settings (fields of `TRAINING_FIELDS`)
 where it departs from the paper's preset for the dataset (PEPITA, BP, FA and DFA declare none: the
 paper's settings are theirs). `rule_settings` is the whole of them for a dataset and model.
-`with_rule_settings` puts a rule's own into a config, leaving every field the user set alone;
-`preset` is `config.preset` with them (a preset holds the paper's PEPITA settings, not the
-user's); the CLI's `--rule` (with or without `--preset`) goes through it, and the explorer's
+`with_rule_settings` puts a rule's own into a config, leaving every field the user set alone
+(`RunConfig.set_fields`; a preset's own values are the paper's PEPITA settings, not the
+user's); `rules.resolve`, the one door into training, goes through it, and the explorer's
 rule dropdown through `switched_settings`. A run records which of its settings are its rule's
 own (`settings_attrs`, attributes of its history).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-from ..config import PRESETS, RunConfig, check_fields, field_default
-from ..config import preset as preset_alone
+from ..config import PRESETS, RunConfig, field_default
 from .base import get_rule, rule_names
 
 # The settings a rule may declare: how it trains, never what it trains on or its net's shape.
@@ -48,14 +45,15 @@ def rule_settings(rule: str, dataset: str = "mnist", model: str = "fc") -> dict:
     return {**paper_settings(dataset, model), **own_settings(rule)}
 
 
-def with_rule_settings(cfg: RunConfig, explicit=()) -> tuple[RunConfig, dict]:
-    """`cfg` with its rule's own settings in every field not named in `explicit` (the fields
-    the user set), and those it took (field: value; empty for a rule with the paper's). The
-    rest of `cfg` (a preset, or the defaults: the paper's MNIST settings) stays."""
+def with_rule_settings(cfg: RunConfig) -> tuple[RunConfig, dict]:
+    """`cfg` with its rule's own settings in every field the user did not set
+    (`RunConfig.set_fields`), and those it took (field: value; empty for a rule with the
+    paper's). The rest of `cfg` (a preset, or the defaults: the paper's MNIST settings) stays,
+    and so do its set fields: taking them again changes nothing."""
     if cfg.rule not in rule_names():  # refused by `validate`, which names the known ones
         return cfg, {}
-    taken = {k: v for k, v in own_settings(cfg.rule).items() if k not in set(explicit)}
-    return check_fields(dataclasses.replace(cfg, **taken)), taken
+    taken = {k: v for k, v in own_settings(cfg.rule).items() if k not in cfg.set_fields}
+    return cfg.replace(**taken).with_set_fields(cfg.set_fields), taken
 
 
 def switched_settings(rule: str, base: RunConfig) -> dict:
@@ -65,15 +63,6 @@ def switched_settings(rule: str, base: RunConfig) -> dict:
     paper, owned = paper_settings(base.dataset, base.model), own_settings(base.rule)
     background = {k: paper[k] if k in owned else getattr(base, k) for k in TRAINING_FIELDS}
     return {**background, **own_settings(rule)}
-
-
-def preset(name: str, **overrides) -> RunConfig:
-    """Preset `name` with `overrides` on top, and the settings of its rule (`rule=...` among
-    the overrides) in every training field the overrides do not set: `preset("paper-mnist",
-    rule="ff")` trains FF as FF trains (lr 0.001, ...), `preset(..., rule="ff", lr=0.01)` at
-    lr 0.01."""
-    cfg = preset_alone(name, **overrides)
-    return with_rule_settings(cfg, explicit=overrides)[0]
 
 
 def describe(taken: dict, rule: str) -> str:

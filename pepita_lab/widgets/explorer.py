@@ -1,7 +1,7 @@
 """The explorer: sliders for a run's settings, Run / Stop / Clear buttons, live charts.
 
 A thin layer over the same API as the command line: the controls (`controls.py`) build a
-`RunConfig` (validated by `rules.validate`), `pepita_lab.train` runs it in a background thread, and
+`RunConfig` (resolved by `rules.resolve`), `pepita_lab.train` runs it in a background thread, and
 the charts are `pepita_lab.plots` functions of the runs' history datasets, redrawn after every
 epoch in an altair `JupyterChart` (updated in place). Every finished run is kept and overlaid.
 """
@@ -23,8 +23,8 @@ from .. import plots
 from ..advice import unlearnable
 from ..api import Run, run_datasets, train
 from ..config import ConfigError, RunConfig
-from ..rules import validate
-from ..rules.settings import settings_attrs, switched_settings, with_rule_settings
+from ..rules.settings import settings_attrs, switched_settings
+from ..rules.validation import resolve
 from ..traces import Tracer
 from .charts import (CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, SECOND_TITLES, _placeholder,
                      run_kinds, second_chart_kind, shows)
@@ -86,7 +86,7 @@ class Explorer:
     def __init__(self, base: RunConfig | None = None, *, color: str = "label",
                  options: bool = False):
         alt.JupyterChart.enable_offline()  # vega bundled in: live charts need no internet
-        base = validate(base or RunConfig(dataset="mnist", epochs=3))
+        base = resolve(base or RunConfig(dataset="mnist", epochs=3))
         self.base, self.color, self.show_options = base, color, options
         self.rule_base = base  # the base with the chosen rule's settings that have no control
         self._drawn_kind = None  # the second chart's kind on screen
@@ -346,7 +346,7 @@ def explorer(*, options: bool = False, **base) -> Explorer:
     """An `Explorer` starting from `RunConfig(**base)` with its rule's own settings where
     `base` does not set them (with `options`, the ICLR 2024 PEPITA and Forward-Forward
     controls too); display it as a notebook cell's value."""
-    config = with_rule_settings(RunConfig(**base), explicit=base)[0] if base else None
+    config = resolve(RunConfig(**base)) if base else None
     return Explorer(config, options=options)
 
 
