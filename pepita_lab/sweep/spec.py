@@ -76,13 +76,16 @@ class SweepSpec:
         return list(self.grid) + [k for k in self.random if k not in self.grid]
 
     def points(self) -> list[RunConfig]:
-        """Every point, validated: the grid times seeds, then the random points."""
+        """Every point, resolved for training (`rules.resolve`, as `pepita_lab.train`
+        resolves it): the grid times seeds, then the random points."""
         rows = [dict(zip(self.grid, v)) for v in itertools.product(*self.grid.values())]
         rng = pyrandom.Random(self.random_seed)
         for _ in range(self.n_random):
             rows.append({k: _draw(rng, v, integer=field_kind(k).startswith("int"))
                          for k, v in self.random.items()})
-        return [self.base.replace(**row, seed=s) for row in rows for s in self.seeds]
+        from ..rules.validation import resolve  # the one door: as pl.train and the CLI
+
+        return [resolve(self.base.replace(**row, seed=s)) for row in rows for s in self.seeds]
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("grid", "seeds", "random", "n_random", "random_seed",
