@@ -230,6 +230,99 @@ def test_legend_labels_are_not_cut():
     assert spec["encoding"]["color"]["legend"]["labelLimit"] >= 300
 
 
+def colour_of(chart) -> dict:
+    """Value -> colour of a chart's colour encoding (explicit: never left to vega)."""
+    spec = chart.to_dict()
+    enc = (spec["layer"][0] if "layer" in spec else spec)["encoding"]["color"]
+    return dict(zip(enc["scale"]["domain"], enc["scale"]["range"]))
+
+
+def test_a_run_keeps_its_colour_whichever_runs_a_chart_shows():
+    h = curves([[0.1, 0.5, 0.6], [0.1, 0.4, 0.7], [0.1, 0.3, 0.8]]).assign_coords(
+        rule=("run", ["bp", "ff", "pepita"]))
+    everything, some = colour_of(plots.learning_curves(h)), colour_of(
+        plots.learning_curves(h.isel(run=[2, 1])))
+    assert {k: everything[k] for k in some} == some  # by rule: each rule its own colour
+    assert some["pepita"] == plots.RULE_COLORS["pepita"] and some["ff"] == plots.RULE_COLORS["ff"]
+    # by run: the colours given for all runs, kept in a chart of some of them
+    given = plots.run_colors(h["run"].values)
+    assert list(given.values()) == list(plots.PALETTE[:3])
+    sub = h.isel(run=[2])
+    for chart in (plots.learning_curves(sub, color="run", colors=given),
+                  plots.f_alignment(sub, color="run", colors=given)):
+        assert colour_of(chart) == {"r2": given["r2"]}
+    # left to the runs' order, the first run shown takes the first colour
+    assert colour_of(plots.learning_curves(sub, color="run")) == {"r2": plots.PALETTE[0]}
+
+
+def test_lines_drawn_under_another_are_named():
+    acc = [[0.1, 0.5, 0.6], [0.1, 0.5, 0.6], [0.1, 0.4, 0.7]]
+    h = curves(acc).assign_coords(f_scale=("run", [0.05, 0.3, 1.0]))
+    said = subtitle(plots.learning_curves(h, color="f_scale"))
+    assert "F scale 0.05 coincides with 0.3" in said and "1 " not in said
+    apart = curves([[0.1, 0.5, 0.6], [0.1, 0.5, 0.62], [0.1, 0.4, 0.7]]).assign_coords(
+        f_scale=("run", [0.05, 0.3, 1.0]))
+    assert "coincide" not in subtitle(plots.learning_curves(apart, color="f_scale"))
+    on_off = h.isel(run=[0, 1]).assign_coords(weight_mirroring=("run", [0, 1]))
+    assert "weight mirroring off coincides with on" in subtitle(
+        plots.learning_curves(on_off, color="weight_mirroring"))
+    frame = pd.DataFrame({"step": ["bp", "fa", "dfa", "drtp", "pepita"] * 2,
+                          "x": [1] * 5 + [8] * 5, "y": [1, 1, 1, 1, 2, 8, 8, 8, 8, 30]})
+    assert plots.coinciding(frame, "y", "step", ["x"]) == [["bp", "fa", "dfa", "drtp"]]
+    assert plots.coinciding_note(None, frame, "y", "step", ["x"], log=True) == (
+        "bp, fa and dfa coincide with drtp")
+
+
+def test_memory_chart_names_steps_drawn_under_another():
+    from pepita_lab.plots.memory import memory_chart
+
+    steps = ["bp", "fa", "dfa", "drtp", "pepita"]
+    rows = [{"net": net, "batch_size": b, "step": s, "macs_counted": 1,
+             "peak_bytes_measured": b * (3 if s == "pepita" else 1) * 2**20 * (
+                 1 + 0.2 * k if net == "conv" else 1),  # conv: every step apart
+             "peak_vs_bp": 3.0 if s == "pepita" else 1.0}
+            for net in ("1x8", "conv") for b in (1, 64) for k, s in enumerate(steps)]
+    spec = memory_chart(pd.DataFrame(rows)).to_dict()
+    assert spec["title"]["subtitle"] == ("lines drawn one under another: 1x8: bp, fa and dfa "
+                                         "coincide with drtp")
+    colour = spec["vconcat"][0]["spec"]["encoding"]["color"]["scale"]
+    assert dict(zip(colour["domain"], colour["range"]))["pepita"] == plots.RULE_COLORS["pepita"]
+
+
+def test_the_layer_legend_draws_each_dash_in_a_visible_stroke(history):
+    import vl_convert as vlc
+
+    chart = plots.mirror_angle_curves(history.assign(
+        mirror_angle=history["bp_angle"]).isel(run=[0, 1]))
+    svg = vlc.vegalite_to_svg(chart.to_dict())
+    legend = svg[svg.index("titled 'layer l (last = output)'"):]
+    legend = legend[:legend.index("role-legend-title")]
+    symbols = [m for m in legend.split("<path")[1:] if 'd="M-' in m]  # the legend's strokes
+    assert len(symbols) == history.sizes["layer"]
+    for symbol in symbols:
+        stroke = symbol.split('stroke="')[1].split('"')[0] if 'stroke="' in symbol else None
+        assert stroke not in (None, "transparent", "none"), symbol
+    dashes = {symbol.split('stroke-dasharray="')[1].split('"')[0] for symbol in symbols}
+    assert len(dashes) == len(symbols)  # each layer its own dash, as its line
+
+
+def test_ff_loss_axis_says_what_is_summed():
+    h = curves([[0.1, 0.5, 0.6]]).assign_coords(rule=("run", ["ff"]))
+    h["train_loss"] = h["test_acc"] * 10
+    y = plots.learning_curves(h, "train_loss").to_dict()["encoding"]["y"]["title"]
+    assert "goodness" in " ".join(y) and "summed over layers" in " ".join(y)
+    assert plots.LABELS["train_loss"] in str(plots.learning_curves(
+        h.assign_coords(rule=("run", ["pepita"])), "train_loss").to_dict()["encoding"]["y"])
+
+
+def test_charts_of_one_history_start_at_the_same_epoch():
+    h = curves([[0.1, 0.5, 0.6]]).assign_coords(rule=("run", ["ff"]))
+    h["train_loss"] = h["test_acc"].where(h.epoch > 0)  # no training loss before training
+    for metric in ("test_acc", "train_loss"):
+        x = plots.learning_curves(h, metric).to_dict()["encoding"]["x"]
+        assert x["scale"]["domain"][0] == 0, (metric, x)
+
+
 def test_notebook_charts_draw_on_a_canvas():
     # SVG gradient ids restart in every chart widget: a legend showed another chart's colours
     assert plots.EMBED_OPTIONS["renderer"] == "canvas"

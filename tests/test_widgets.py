@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from pepita_lab import plots
 from pepita_lab.config import RunConfig
 from pepita_lab.widgets import CHART_WIDTH, Explorer
 
@@ -256,4 +257,54 @@ def test_legends_name_what_differs_between_overlaid_runs(explorer):
     names = [str(h.run.item()) for h in explorer.histories]
     assert "x+Fe F=0.05" in names[0] and "x-Fe F=0.05" in names[1]
     assert names[2].startswith("#3 ff lr=0.001") and "F=" not in names[2]
-    assert "2 run(s) of other rules not shown" in str(explorer.alignment.chart.to_dict())
+    assert "2 pepita runs not shown" in str(explorer.alignment.chart.to_dict())
+
+
+def run_colors(spec) -> dict[str, str]:
+    """Each value's colour in a chart's spec, from every colour encoding in it; fails where a
+    colour encoding leaves its colours to vega (no explicit domain and range)."""
+    found: dict[str, str] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            color = node.get("encoding", {}).get("color")
+            if isinstance(color, dict) and "field" in color:
+                scale = color.get("scale", {})
+                assert "domain" in scale and "range" in scale, color
+                for value, colour in zip(scale["domain"], scale["range"]):
+                    assert found.setdefault(value, colour) == colour, (value, found)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec)
+    return found
+
+
+def test_a_run_keeps_its_colour_in_both_charts_and_hidden_runs_are_named():
+    ex = Explorer(RunConfig(dataset="synthetic", epochs=1, hidden=(32,), device="cpu"))
+    c = ex.controls
+    for rule, mirroring in (("pepita", False), ("ff", False), ("pepita", True)):
+        c["rule"].value = rule
+        c["weight_mirroring"].value = mirroring
+        ex.run_button.click()
+        ex.wait(120)
+        left, right = (run_colors(chart.chart.to_dict()) for chart in (ex.curves, ex.alignment))
+        assert set(right) <= set(left)  # the second chart shows the runs of its kind only
+        assert {run: left[run] for run in right} == right, (left, right)
+        assert re.search(r"test accuracy \d+\.\d\d % after 1 epoch\b", ex.status.value)
+    assert len(set(left.values())) == 3  # three runs, three colours
+    # the run order sets the colours: #1 keeps the palette's first, whatever a chart shows
+    assert [left[str(h.run.item())] for h in ex.histories] == list(plots.PALETTE[:3])
+    spec = ex.alignment.chart.to_dict()
+    assert "1 pepita run without mirroring and 1 ff run not shown" in str(spec)
+    assert "of other rules" not in str(spec)
+    (dash,) = [layer["encoding"]["strokeDash"] for layer in spec["layer"][0]["layer"]
+               if "strokeDash" in layer["encoding"]]
+    assert dash["legend"]["symbolType"] == "stroke"
+    assert dash["legend"]["symbolStrokeColor"] not in ("transparent", None)
+    # the epoch axes of the pair start at the same epoch
+    assert (spec["layer"][0]["layer"][0]["encoding"]["x"]["scale"]["domain"][0]
+            == ex.curves.chart.to_dict()["encoding"]["x"]["scale"]["domain"][0] == 0)

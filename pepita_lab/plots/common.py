@@ -1,6 +1,7 @@
 """What every chart of `pepita_lab.plots` shares: the limits and labels (MAX_ROWS, EMBED_OPTIONS,
 LABELS), the tidy frame of a history (`history_frame`, `run_settings`), thinning epochs to fit
-altair's row limit, colours, tooltips, titles, the x axis and the accuracy zoom, and
+altair's row limit, colours (a run's colour picked by the run, `run_colors`), tooltips, titles,
+the x axis, the accuracy zoom, the note on lines drawn one under another (`coinciding`), and
 `save_chart`. No torch.
 """
 
@@ -38,11 +39,27 @@ LABELS = {
     "f_scale": "F scale", "lr": "learning rate", "batch_size": "batch size",
     "keep_prob": "dropout keep probability", "output_error": "output error",
     "label": "run",  # the explorer's run names
+    "weight_mirroring": "weight mirroring",
 }
+# Forward-Forward's training loss is not a cross-entropy of the output: what each hidden layer
+# descends (the logistic loss of its goodness on positive and negative data), summed over the
+# layers (rules/forward_forward.py).
+FF_LABELS = {"train_loss": "train loss: goodness logistic loss summed over layers (nats)"}
+# Tableau 10, vega's own nominal colours. A chart's colours are given value by value
+# (`run_colors`), never left to vega, which picks them by a value's place among those in that
+# one chart: a run would change colour between two charts that show different runs.
+PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2",
+           "#ff9da6", "#9d755d", "#bab0ac")
+# Each rule its own colour wherever runs are coloured by rule.
+RULE_COLORS = {"pepita": PALETTE[0], "bp": PALETTE[1], "fa": PALETTE[2], "dfa": PALETTE[3],
+               "drtp": PALETTE[4], "ff": PALETTE[6]}
+BOOLEAN_SETTINGS = ("weight_mirroring", "normalize")  # 0/1 coordinates, said as off/on
 
 
 def _label(ds: xr.Dataset, name: str) -> str:
     base = name.removeprefix("step_")
+    if base in FF_LABELS and "rule" in ds.coords and set(np.ravel(ds["rule"].values)) == {"ff"}:
+        return FF_LABELS[base]
     if base in LABELS:
         return LABELS[base]
     units = ds[name].attrs.get("units", "") if name in ds.variables else ""
@@ -80,11 +97,15 @@ def history_frame(history: xr.Dataset, variables, dims=("epoch",)) -> pd.DataFra
                              f"{sorted(extra)}")
     ids = [str(r) for r in ds["run"].values]
     if len(set(ids)) < len(ids):  # run ids leave out some settings (sign...): keep runs apart
-        ds = ds.assign_coords(run=[f"{r} ({ids[:i].count(r) + 1})" if ids.count(r) > 1 else r
-                                   for i, r in enumerate(ids)])
+        ds = ds.assign_coords(run=_unique_ids(ids))
     sub = ds[names]
     order = ["run"] + [d for d in dims if d in sub.dims]
     return sub.to_dataframe(dim_order=order).reset_index()
+
+
+def _unique_ids(ids: list[str]) -> list[str]:
+    """Run ids made unique as `history_frame` does: "id (2)" for the second "id"."""
+    return [f"{r} ({ids[:i].count(r) + 1})" if ids.count(r) > 1 else r for i, r in enumerate(ids)]
 
 
 def _thin(df: pd.DataFrame, x: str, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, int]:
@@ -106,7 +127,22 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _color(ds: xr.Dataset, name: str | None) -> alt.Color:
+def run_colors(values, fixed: dict | None = None) -> dict[str, str]:
+    """A colour for each value (a run's name, a rule...): those in `fixed` keep theirs, the
+    others take the palette's unused colours in the order given (cycling past ten). Pass the
+    result of all the runs shown to every chart's `colors`, and a run has one colour in all."""
+    fixed = dict(fixed or {})
+    values = list(dict.fromkeys(str(v) for v in values))
+    free = [c for c in PALETTE if c not in fixed.values()] or list(PALETTE)
+    others = [v for v in values if v not in fixed]
+    return {v: fixed[v] if v in fixed else free[others.index(v) % len(free)] for v in values}
+
+
+def _color(ds: xr.Dataset, name: str | None, colors: dict | None = None) -> alt.Color:
+    """The colour encoding of run setting `name`. A name (nominal) has its colours given value
+    by value: `colors` (value -> colour) where it has them, by rule (`RULE_COLORS`) for
+    "rule", the rest in the runs' order (`run_colors`); so the same run or rule has the same
+    colour in every chart, whichever other runs a chart shows."""
     name = name or "run"
     if name not in ds.coords:
         raise ValueError(f"color={name!r} is not a run setting; choose from "
@@ -115,7 +151,71 @@ def _color(ds: xr.Dataset, name: str | None) -> alt.Color:
     if np.issubdtype(ds[name].dtype, np.number):  # ordered: lr, f_scale, sign, seed...
         return alt.Color(f"{name}:O", title=_label(ds, name), scale=alt.Scale(scheme="viridis"),
                          legend=legend)
-    return alt.Color(f"{name}:N", title=_label(ds, name), legend=legend)
+    values = [str(v) for v in np.ravel(ds[name].values)]
+    domain = list(dict.fromkeys(_unique_ids(values) if name == "run" else values))
+    given = {str(k): v for k, v in (colors or {}).items() if str(k) in domain}
+    fixed = {**(RULE_COLORS if name == "rule" else {}), **given}
+    palette = run_colors(domain, fixed)
+    return alt.Color(f"{name}:N", title=_label(ds, name), legend=legend,
+                     scale=alt.Scale(domain=domain, range=[palette[v] for v in domain]))
+
+
+def coinciding(df: pd.DataFrame, y: str, key: str, over, *, log: bool = False,
+               tol: float = 2e-3) -> list[list]:
+    """Groups of `key` values (runs, rules, settings) whose `y` is the same at every point of
+    `over` (the x axis, and the layer or panel columns), within `tol` of the values' span (of
+    their log10 with `log`): lines a chart draws exactly one under another. Each group in
+    order of first appearance; values alone left out."""
+    d = df.dropna(subset=[y])
+    v = np.log10(d[y].where(d[y] > 0)) if log else d[y].astype(float)
+    d = d.assign(_v=v).dropna(subset=["_v"])
+    if d.empty:
+        return []
+    atol = max(tol * float(d["_v"].max() - d["_v"].min()), 1e-12)
+    series = {k: g.set_index(list(over))["_v"].sort_index() for k, g in d.groupby(key, sort=False)}
+    groups: list[list] = []
+    for k, s in series.items():
+        same = next((g for g in groups if series[g[0]].index.equals(s.index) and np.allclose(
+            series[g[0]].to_numpy(), s.to_numpy(), rtol=0, atol=atol)), None)
+        if same is None:
+            groups.append([k])
+        else:
+            same.append(k)
+    return [g for g in groups if len(g) > 1]
+
+
+def coinciding_note(ds: xr.Dataset | None, df: pd.DataFrame, y: str, key: str, over, *,
+                    facet: str | None = None, log: bool = False) -> str:
+    """'F scale 0.05 coincides with 0.3' for the lines of `coinciding` (by run where runs share
+    a `key` value; groups joined by "; "), per panel of `facet` where panels differ ("conv: bp
+    coincides with fa. 1x1024: ..."); "" if none."""
+    if key not in df or (df.groupby(key)["run"].nunique().max() > 1 if "run" in df else False):
+        key = "run"
+    panels = [(None, df)] if facet is None else list(df.groupby(facet, sort=False))
+    found = {p: coinciding(d, y, key, over, log=log) for p, d in panels}
+    said = {}
+    for panel, groups in found.items():
+        if groups:
+            said.setdefault(_groups_words(ds, key, groups), []).append(str(panel))
+    if len(said) == 1 and len(next(iter(said.values()))) == len(panels):
+        return next(iter(said))
+    return ". ".join(f"{', '.join(p)}: {words}" for words, p in said.items())
+
+
+def _groups_words(ds: xr.Dataset | None, key: str, groups: list[list]) -> str:
+    def say(v):
+        if key in BOOLEAN_SETTINGS:
+            return "on" if float(v) else "off"
+        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    prefix = "" if key in ("run", "label", "rule", "step") or ds is None else _label(ds, key) + " "
+    out = []
+    for g in groups:
+        *under, top = [say(v) for v in g]
+        verb = "coincides" if len(under) == 1 else "coincide"
+        first = ", ".join(under[:-1]) + " and " + under[-1] if len(under) > 1 else under[0]
+        out.append(f"{prefix}{first} {verb} with {top}")
+    return "; ".join(out)
 
 
 def _default_color(ds: xr.Dataset) -> str:
@@ -146,6 +246,17 @@ def _x_axis(x: str, df: pd.DataFrame, end: float = -math.inf) -> alt.X:
     if last > values[-1] and len(values) <= 12:
         axis = alt.Axis(values=[*values.tolist(), int(last)], format="d")
     return alt.X(f"{x}:Q", title=x, axis=axis, scale=alt.Scale(domain=[float(values[0]), last]))
+
+
+def _wrapped(text: str, height: int, px_per_char: float = 6.5) -> str | list[str]:
+    """An axis title broken into lines no longer than the axis (`height` px)."""
+    limit, lines = max(10, int(height / px_per_char)), [""]
+    for word in text.split(" "):
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > limit:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}".strip()
+    return lines if len(lines) > 1 else text
 
 
 def _accuracy_zoom(df: pd.DataFrame, name: str, x: str):

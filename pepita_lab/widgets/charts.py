@@ -56,3 +56,19 @@ def shows(kind: str, run_kind: str) -> bool:
     """Whether a run of `run_kind` belongs on the second chart of `kind` (a mirrored PEPITA
     run has an F angle too)."""
     return run_kind == kind or (kind == "f_angle" and run_kind == "mirror_angle")
+
+
+def hidden_runs(rules: list[str], kinds: list[str], kind: str) -> str:
+    """What the second chart of `kind` leaves out, in words: '1 pepita run without mirroring
+    and 2 ff runs not shown' (the runs' `rules` and `run_kinds`)."""
+    counts: dict[str, int] = {}
+    for rule, run_kind in zip(rules, kinds):
+        if not shows(kind, run_kind):
+            without = kind == "mirror_angle" and run_kind == "f_angle"
+            what = (rule, " without mirroring" if without else "")
+            counts[what] = counts.get(what, 0) + 1
+    said = [f"{n} {rule} run{'' if n == 1 else 's'}{rest}" for (rule, rest), n in counts.items()]
+    if not said:
+        return ""
+    return (", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]) + \
+        " not shown"

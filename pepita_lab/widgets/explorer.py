@@ -27,10 +27,10 @@ from ..rules.settings import settings_attrs, switched_settings
 from ..rules.validation import resolve
 from ..traces import Tracer
 from .charts import (CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, SECOND_TITLES, _placeholder,
-                     run_kinds, second_chart_kind, shows)
+                     hidden_runs, run_kinds, second_chart_kind, shows)
 from .controls import (MAX_DEPTH, OPTION_FIELDS, column_style, config_from_controls,
                        make_controls, read_by, show_widths)
-from .labels import run_label
+from .labels import percent, plural, run_label
 
 ADVICE = "try a smaller lr or F scale"
 
@@ -71,8 +71,8 @@ class _Live:
         tracer = next((cb for cb in trainer.callbacks if isinstance(cb, Tracer)), None)
         history, _ = run_datasets(trainer, tracer, "running")
         self.explorer.progress.value = trainer.step
-        self.explorer.status.value = (f"epoch {trainer.epoch}/{trainer.config.epochs}: "
-                                      f"test_acc={trainer.history.last('test_acc'):.4f}")
+        self.explorer.status.value = (f"epoch {trainer.epoch}/{trainer.config.epochs}: test "
+                                      f"accuracy {percent(trainer.history.last('test_acc'))}")
         self.explorer.redraw(self.explorer.label(history))
 
 
@@ -242,18 +242,19 @@ class Explorer:
                 self.progress.value, self.progress.bar_style = self.progress.max, "danger"
                 self.status.value = ("<b style='color:#b00'>" + html.escape(
                     divergence_message(run.history)) + "</b>"
-                    f" (the charts show it up to there; {epochs} complete epochs)")
+                    f" (the charts show it up to there; {plural(epochs, 'complete epoch')})")
             elif "not_learned" in run.history.attrs:  # completed, at chance: not "success"
                 self.progress.value, self.progress.bar_style = self.progress.max, "warning"
                 self.status.value = (
                     "<b style='color:#b45f06'>completed but " + html.escape(
                         run.history.attrs["not_learned"]) + "</b>"
-                    f" ({config.rule} test_acc={run.test_acc:.4f} after {epochs} epochs)")
+                    f" ({config.rule}: test accuracy {percent(run.test_acc)} after "
+                    f"{plural(epochs, 'epoch')})")
             else:
                 if run.status == "completed":
                     self.progress.value, self.progress.bar_style = self.progress.max, "success"
-                self.status.value = (f"{run.status}: {config.rule} test_acc={run.test_acc:.4f} "
-                                     f"after {epochs} epochs")
+                self.status.value = (f"{run.status}: {config.rule}, test accuracy "
+                                     f"{percent(run.test_acc)} after {plural(epochs, 'epoch')}")
             self.histories.append(history)
             self.redraw()
         except Exception as err:  # shown in the widget: a thread's errors are otherwise lost
@@ -315,28 +316,31 @@ class Explorer:
             self.alignment.chart = _placeholder(SECOND_TITLES[kind])
             return
         ds = xr.concat(shown, dim="run", join="outer", combine_attrs="drop_conflicts")
-        size = dict(width=CHART_WIDTH, height=CHART_HEIGHT)
+        # each run's colour picked once, from all runs, for both charts (each chart shows
+        # its own subset: left to vega, a run's colour would follow its place in each)
+        size = dict(width=CHART_WIDTH, height=CHART_HEIGHT,
+                    colors=plots.run_colors(np.ravel(ds[self.color].values)))
         self.curves.chart = _fit(plots.learning_curves(ds, metric="test_acc", color=self.color,
                                                        **size))
         self.alignment.chart = _fit(self._second_chart(ds, kind, size))
 
     def _second_chart(self, ds: xr.Dataset, kind: str, size: dict):
         """The chart that means something for the rule being set up (`charts.SECOND_CHARTS`)
-        over the runs it applies to; the others are counted in the subtitle."""
-        keep = np.flatnonzero([shows(kind, k) for k in run_kinds(ds)])
+        over the runs it applies to; the others are said in the subtitle."""
+        kinds = run_kinds(ds)
+        keep = np.flatnonzero([shows(kind, k) for k in kinds])
         if not len(keep):
             return _placeholder(SECOND_TITLES[kind], "no run of this kind yet")
-        sub, left = ds.isel(run=keep), ds.sizes["run"] - len(keep)
-        note = f"{left} run(s) of other rules not shown" if left else ""
+        sub = ds.isel(run=keep)
+        note = hidden_runs([str(r) for r in ds["rule"].values], kinds, kind)
         if kind == "f_angle":
-            return plots.f_alignment(sub, color=self.color, **size)
+            return plots.f_alignment(sub, color=self.color, subtitle=note, **size)
         if kind in ("mirror_angle", "bp_angle"):
-            chart = plots.per_layer_curves(sub, kind, SECOND_TITLES[kind], color=self.color,
-                                           **size)
-        else:  # a loss over epochs
-            chart = plots.learning_curves(sub, metric=kind, color=self.color, **size)
-        return chart.properties(title=alt.TitleParams(SECOND_TITLES[kind],
-                                                      subtitle=note or alt.Undefined))
+            return plots.per_layer_curves(sub, kind, SECOND_TITLES[kind], color=self.color,
+                                          subtitle=note, **size)
+        # a loss over epochs
+        return plots.learning_curves(sub, metric=kind, color=self.color, subtitle=note,
+                                     title=SECOND_TITLES[kind], **size)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -42,3 +42,13 @@ def _differs(a, b) -> bool:
         return float(a) != float(b)
     except (TypeError, ValueError):
         return str(a) != str(b)
+
+
+def percent(accuracy: float) -> str:
+    """An accuracy as the charts show it: '73.66 %'."""
+    return f"{100 * accuracy:.2f} %"
+
+
+def plural(n: int, word: str) -> str:
+    """'1 epoch', '2 epochs'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
