@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
@@ -31,6 +32,8 @@ def _cell(text: str) -> str:
 
 
 def runconfig_table() -> str:
+    if str(ROOT) not in sys.path:  # this checkout's package, as mkdocstrings reads it (paths: [.])
+        sys.path.insert(0, str(ROOT))
     from pepita_lab.config import RunConfig
 
     rows = ["| field | default | member | what it is |", "| --- | --- | --- | --- |"]
