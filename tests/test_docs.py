@@ -67,6 +67,32 @@ def test_every_docs_path_named_in_the_repository_exists():
         f"{name} (in {', '.join(sorted(files))})" for name, files in sorted(missing.items()))
 
 
+def test_every_pepita_lab_name_the_docs_give_exists():
+    """`pepita_lab.x.y` in the docs and the README names a module or an attribute that exists."""
+    import importlib
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+    names = {m for p in pages for m in re.findall(r"\bpepita_lab(?:\.\w+)+", p.read_text())}
+    assert "pepita_lab.plots" in names
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert not missing, f"named in the docs but not in the package: {missing}"
+
+
 def test_a_bad_docs_reference_is_found(tmp_path):
     (tmp_path / "docs" / "results").mkdir(parents=True)
     (tmp_path / "docs" / "pepita.md").write_text("# PEPITA\n")
