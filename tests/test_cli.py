@@ -121,9 +121,11 @@ def test_cost_prints_the_model_beside_counted_and_measured(capsys):
     for step in ("bp", "bp-autograd", "fa", "dfa", "drtp", "ff", "pepita", "pepita-streamed"):
         assert step in lines
         assert lines[step][1] == lines[step][2]  # MACs: model == FlopCounterMode's count
-    for says in ("MACs (model)", "MACs (counted: FlopCounterMode)", "(model)",
-                 "peak KiB (measured: profiler)", "step ms (measured)"):
+    for says in ("MACs per step (model)", "MACs per step (counted)", "FlopCounterMode",
+                 "activations (KiB, model)", "peak memory (KiB, measured)",
+                 "measured / model", "step time (ms)", "torch.profiler"):
         assert says in text
+    assert "nan" not in text.lower()  # every step timed, BP by autograd too
 
 
 def test_cost_of_the_conv_net_model_only(capsys):

@@ -83,3 +83,72 @@ def test_memory_chart_has_a_panel_per_net_and_a_line_per_step():
     assert len(spec["vconcat"]) == 2
     assert spec["vconcat"][0]["facet"]["column"]["field"] == "net"
     assert spec["vconcat"][0]["spec"]["encoding"]["color"]["field"] == "step"
+
+
+# ------------------------------------------------------------------ what people see of it
+
+
+def test_the_profiler_says_nothing_but_real_errors_reach_stderr(capfd):
+    """The profiler's own lines (USDT trace points, stages; on a CUDA build of torch without a
+    GPU, its failed GPU probe) are dropped; anything else written to fd 2 meanwhile is kept."""
+    import os
+
+    from pepita_lab.bench.memory import profiler_log_filtered
+
+    def step():
+        os.write(2, b"a real error from C++\n")
+        return torch.empty(100)
+
+    assert peak_bytes(step) == 400
+    err = capfd.readouterr().err
+    assert err.strip() == "a real error from C++"
+    with profiler_log_filtered():
+        os.write(2, b"USDT:2026-12-07 21:07:37 5493:5493 SyncActivityProfilerHandler.cpp:39] "
+                    b"profiler_start\nkept\n[W1207 21:13:40.444660822 CPUAllocator.cpp:245] Memory "
+                    b"block of unknown size was allocated before the profiling started, ...\n")
+    assert capfd.readouterr().err.strip() == "kept"
+
+
+def test_the_cost_table_has_units_grouped_digits_and_ratios():
+    from pepita_lab.bench.memory_table import cost_notes, cost_table
+
+    rows = cost_rows(hidden=(64, 32), batch_size=8, timed=True,
+                     steps=["bp", "bp-autograd", "pepita"])
+    table = cost_table(rows)
+    assert list(table.columns) == [
+        "step", "MACs per step (model)", "MACs per step (counted)", "MACs / BP",
+        "activations (KiB, model)", "peak memory (KiB, measured)", "measured / model",
+        "peak / BP", "step time (ms)"]
+    bp = table.set_index("step").loc["bp"]
+    assert bp["MACs / BP"] == "1.00x" and bp["peak / BP"] == "1.00x"
+    assert bp["MACs per step (model)"] == f"{rows[0]['macs_model']:,}" and "," in bp[
+        "MACs per step (model)"]
+    for cell in table["measured / model"]:
+        assert cell.endswith("x") and float(cell[:-1]) > 0
+    for cell in table["step time (ms)"]:  # every step timed, BP by autograd too
+        assert float(cell.replace(",", "")) > 0
+    for cell in table["peak memory (KiB, measured)"]:  # rounded: no 6-decimal floats
+        assert len(cell.split(".")[-1]) <= 2 or "." not in cell
+    assert "measured / model is above 1" in cost_notes(rows)
+    model_only = cost_table([{"step": "bp", "macs_model": 1234567, "bytes_model": 2048}])
+    assert list(model_only.columns) == ["step", "MACs per step (model)",
+                                        "activations (KiB, model)"]
+    assert model_only.iloc[0].tolist() == ["bp", "1,234,567", "2.00"]
+
+
+def test_the_cost_command_writes_nothing_to_stderr():
+    """`pepita-lab cost` in a fresh process (where the profiler and the GPU probe would speak
+    first): its table on stdout, nothing on stderr."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pepita_lab.cli", "cost", "--dataset", "mnist", "--hidden",
+           "256", "256", "256", "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "mnist, 784-256-256-256-10, batch 64, cpu"
+    assert "nan" not in done.stdout.lower()
+    autograd = next(line for line in lines if line.split()[0] == "bp-autograd").split()
+    assert float(autograd[-1]) > 0  # its step time, measured

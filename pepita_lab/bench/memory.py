@@ -17,6 +17,11 @@ net, `autograd_bp_step`) and "pepita-streamed" (`streamed=True`) beside the regi
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 from typing import Callable
 
 import torch
@@ -130,10 +135,48 @@ def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> 
         return int(torch.cuda.max_memory_allocated(device) - start)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
-        del result
-    return peak_of_events(prof)
+    with profiler_log_filtered():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = fn()
+            del result
+        return peak_of_events(prof)
+
+
+# What the profiler's C++ side writes to fd 2 and nobody can act on: Kineto's stage and USDT
+# trace points; the allocator's note that a block made before the step was freed during it
+# (the peak is by definition above what was alive at the start: such frees are not counted);
+# and, on a CUDA build of torch without a GPU, Kineto's probe for one.
+_KINETO_CHATTER = re.compile(r"^(USDT|STAGE|INFO|VERBOSE):\S* \S+ \S+ \S+\] |^\[W.*\] Memory "
+                             r"block of unknown size was allocated before the profiling started")
+_NO_GPU_PROBE = re.compile(r"^ERROR:.*\] gpuGetDeviceCount failed with code \d+$")
+
+
+@contextlib.contextmanager
+def profiler_log_filtered():
+    """Run the block with fd 2 caught in a file, then write back to stderr every line but the
+    profiler's own chatter (`_KINETO_CHATTER`) and, when torch sees no GPU, its failed GPU
+    probe: real errors still reach the user, the noise does not. (Kineto reads its log level
+    once per process, so an environment variable would not help after the first profile.)"""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 to catch: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            no_gpu = not torch.cuda.is_available()
+            kept = [line for line in caught.read().decode(errors="replace").splitlines()
+                    if not _KINETO_CHATTER.match(line)
+                    and not (no_gpu and _NO_GPU_PROBE.match(line))]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def peak_of_events(prof) -> int:
@@ -190,10 +233,29 @@ def model_cost(step: str, config: RunConfig):
     return cost
 
 
+def step_time(step: str, config: RunConfig, *, steps: int = 30, warmup: int = 5) -> float:
+    """Median wall time in seconds of one step of `step` (`prepared_step`: BP by autograd as
+    well as the loop's rules), synchronised around each step, after `warmup` steps."""
+    import time
+
+    trainer, one_step = prepared_step(step, config)
+    times = []
+    for _ in range(warmup + steps):
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        one_step()
+        synchronize(trainer.device)
+        times.append(time.perf_counter() - start)
+    return float(torch.tensor(times[warmup:]).median())
+
+
 def cost_rows(*, model: str = "fc", dataset: str = "mnist", hidden=(1024,),
-              batch_size: int = 64, device: str = "cpu", steps=None) -> list[dict]:
+              batch_size: int = 64, device: str = "cpu", steps=None,
+              timed: bool = False) -> list[dict]:
     """For each step of `step_names(model)` (or `steps`): modelled and counted multiply-adds,
-    modelled activation memory and the measured peak step memory (bytes), one row each."""
+    modelled activation memory and the measured peak step memory (bytes), one row each; with
+    `timed`, the median step time too (`step_s`, `step_time`). `bench.memory_table.cost_table`
+    makes the table people read from them."""
     rows = []
     for step in steps or step_names(model):
         config = step_config(step, model=model, dataset=dataset, hidden=hidden,
@@ -205,9 +267,11 @@ def cost_rows(*, model: str = "fc", dataset: str = "mnist", hidden=(1024,),
                      "bytes_model": cost.activation_bytes,
                      "peak_bytes_measured": measured["peak_bytes"],
                      "device": torch.device(device).type})
+        if timed:
+            rows[-1]["step_s"] = step_time(step, config)
     return rows
 
 
-__all__ = ["cost_rows", "model_cost", "peak_bytes", "peak_of_events", "measure_step", "prepared_step", "step_config",
-           "step_names", "rule_of", "autograd_bp_step", "random_batch_data", "EXTRA_STEPS",
-           "STEP_ORDER"]
+__all__ = ["cost_rows", "model_cost", "peak_bytes", "peak_of_events", "profiler_log_filtered",
+           "measure_step", "step_time", "prepared_step", "step_config", "step_names", "rule_of",
+           "autograd_bp_step", "random_batch_data", "EXTRA_STEPS", "STEP_ORDER"]
