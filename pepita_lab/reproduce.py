@@ -285,7 +285,9 @@ def deeper_table(history: xr.Dataset, names: list[str], wall: dict[str, float] |
             cells.append(text)
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     if wall:
-        lines += ["", "| variant | " + " | ".join(f"{d} hidden" for d in depths) + " |",
+        lines += ["", "Wall time per run (minutes; the mean over the variant's seeds at each "
+                  "depth):", "",
+                  "| variant | " + " | ".join(f"{d} hidden" for d in depths) + " |",
                   "| --- |" + " --- |" * len(depths)]
         for v in variants:
             cells = []
