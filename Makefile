@@ -6,7 +6,10 @@ MIRROR ?= ../shared/datasets
 EPOCHS ?= 3
 DATA   ?= data
 PORT   ?= 8888
-# Empty: the lab listens on localhost only and asks for no token. Set TOKEN=... to require one.
+# Jupyter's token, which whoever opens the lab must give (anyone with it can run code as you):
+# empty, a new random one for each `make lab`; TOKEN=... to choose it (a password set with
+# `jupyter server password` works beside it). It reaches Jupyter by the environment, which
+# other users of the machine cannot read, unlike a command line.
 TOKEN  ?=
 LAB_ARGS ?=
 
@@ -26,11 +29,17 @@ data: setup
 	@if [ -d "$(MIRROR)" ]; then $(BIN)/pepita-lab data --mirror "$(MIRROR)" --data-dir "$(DATA)"; \
 	else echo "no dataset mirror at $(MIRROR): datasets will be downloaded on first use"; fi
 
-# JupyterLab on notebooks/, with the data folder filled and the venv's kernel.
+# JupyterLab on notebooks/, on localhost, behind its token, with the data folder filled and the
+# venv's kernel; first the URL that opens it (on PORT exactly: a busy port is an error, not a
+# silent move to another).
 lab: data
-	PEPITA_LAB_DATA="$(abspath $(DATA))" $(BIN)/jupyter lab --notebook-dir=notebooks \
-		--ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --IdentityProvider.token="$(TOKEN)" \
-		--ServerApp.allow_root=True $(LAB_ARGS)
+	@token="$(TOKEN)"; [ -n "$$token" ] || token=$$($(BIN)/python -c \
+		"import secrets; print(secrets.token_urlsafe(32))"); \
+	echo ""; echo "pepita-lab: open JupyterLab at this URL (it holds the token: keep it to yourself)"; \
+	echo "    http://127.0.0.1:$(PORT)/lab?token=$$token"; echo ""; \
+	JUPYTER_TOKEN="$$token" PEPITA_LAB_DATA="$(abspath $(DATA))" exec $(BIN)/jupyter lab \
+		--notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+		--ServerApp.port_retries=0 --ServerApp.allow_root=True $(LAB_ARGS)
 
 # The quickstart without a browser: PEPITA and BP on MNIST, figures as PNG in runs/demo/figures.
 demo: data

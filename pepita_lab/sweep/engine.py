@@ -4,6 +4,7 @@ scheduler (`Engine`); a pack is one population (`run_pack`)."""
 from __future__ import annotations
 
 import math
+import os
 
 import xarray as xr
 
@@ -42,10 +43,18 @@ def packs(configs: list[RunConfig], pack_size: int, n_workers: int = 1) -> list[
     return out
 
 
-class Engine:
-    """Where packs run: in this process, on a local Dask cluster, or on a scheduler."""
+# Where a local cluster's Dask dashboard listens: this machine only, on a free port, unless
+# PEPITA_LAB_DASHBOARD (or `dashboard=`) says otherwise (":8787" is every interface: anyone who
+# reaches the machine sees the sweep's tasks).
+DASHBOARD = "127.0.0.1:0"
 
-    def __init__(self, workers: int = 0, scheduler: str | None = None):
+
+class Engine:
+    """Where packs run: in this process, on a local Dask cluster (its dashboard at `dashboard`,
+    host:port; default PEPITA_LAB_DASHBOARD, else localhost), or on a scheduler."""
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None,
+                 dashboard: str | None = None):
         self.client = self.cluster = None
         self.workers = max(workers, 1)
         if scheduler or workers:
@@ -54,8 +63,9 @@ class Engine:
             if scheduler:
                 self.client = Client(scheduler)
             else:
+                address = dashboard or os.environ.get("PEPITA_LAB_DASHBOARD") or DASHBOARD
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=":0")
+                                            processes=True, dashboard_address=address)
                 self.client = Client(self.cluster)
             self.workers = max(len(self.client.scheduler_info()["workers"]), 1)
 
