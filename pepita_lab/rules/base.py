@@ -8,9 +8,10 @@ optional state carried from step to step, the options it reads, and two hooks wi
 training step (factors, then the loop's momentum update; a rule whose feedback learns, or that
 updates twice a step, overrides it) and its prediction (the output layer's logits; a rule
 without a softmax output, as Forward-Forward, overrides it).
-Adding a rule is one file with a `Rule` subclass plus one `register(MyRule())` line (README,
-"Add a learning rule"); config validation, nets, the training loop, traces, the cost model, the
-bench, `reproduce` and the explorer find it by name.
+A rule of your own is a `Rule` subclass in your own module, registered by one call
+(`pepita_lab.register_rule(MyRule)`, also a class decorator) or by an entry point in the group
+`pepita_lab.rules` (docs/adding-a-rule.md); config validation, nets, the training loop, traces,
+the cost model, the bench, `reproduce`, sweeps and the explorer find it by name.
 """
 
 from __future__ import annotations
@@ -178,10 +179,20 @@ class Rule:
 
 
 _REGISTRY: dict[str, Rule] = {}
+ENTRY_POINT_GROUP = "pepita_lab.rules"
+_entry_points_loaded = False
 
 
-def register(rule: Rule) -> Rule:
-    """Make `rule` known by its name everywhere (replacing a rule of the same name)."""
+def register(rule):
+    """Make `rule` known by its name everywhere: `pl.train`, the CLI's `--rule`, sweeps and
+    the explorer (replacing a rule of the same name). `rule`: a `Rule` instance, or a `Rule`
+    subclass, which is instantiated and returned, so `register` also works as a class
+    decorator (`@pepita_lab.register_rule`). Called from your own module; Dask workers find
+    the rule by importing that module (a sweep imports it on every worker), or through an
+    entry point in the group `pepita_lab.rules` (docs/adding-a-rule.md)."""
+    if isinstance(rule, type) and issubclass(rule, Rule):
+        register(rule())
+        return rule
     if not isinstance(rule, Rule) or not rule.name:
         raise TypeError(f"{rule!r} is not a Rule with a name")
     if rule.feedback not in (None, *FEEDBACK_KINDS):
@@ -191,6 +202,28 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
+def load_entry_points() -> None:
+    """Register the rules that installed packages declare in the entry-point group
+    `pepita_lab.rules` (`name = "module:RuleClass"`; a `Rule` instance, or a module that
+    registers its rules when imported, also works), once, when the registry is first
+    consulted. A broken entry point is a warning naming it, not the end of the lab."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True  # first: a rule's module may consult the registry
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, Rule) or (isinstance(obj, type) and issubclass(obj, Rule)):
+                register(obj)
+        except Exception as err:  # noqa: BLE001 - one bad package must not stop the lab
+            warnings.warn(f"pepita_lab.rules entry point {ep.name!r} ({ep.value}) could not "
+                          f"be loaded: {type(err).__name__}: {err}", stacklevel=2)
+
+
 def unregister(name: str) -> None:
     """Forget the rule `name` (tests that register a rule of their own)."""
     _REGISTRY.pop(name, None)
@@ -198,6 +231,7 @@ def unregister(name: str) -> None:
 
 def get_rule(name: str) -> Rule:
     """The registered rule `name`; ValueError listing the known ones otherwise."""
+    load_entry_points()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -205,5 +239,6 @@ def get_rule(name: str) -> Rule:
 
 
 def rule_names() -> tuple[str, ...]:
-    """Every registered rule, in registration order."""
+    """Every registered rule, in registration order (the built-in ones first)."""
+    load_entry_points()
     return tuple(_REGISTRY)
