@@ -130,35 +130,94 @@ def final_values(history: xr.Dataset, metric: str = "test_acc") -> pd.DataFrame:
     return pd.DataFrame({**rows, metric: final})
 
 
+def run_outcomes(history: xr.Dataset, metric: str = "test_acc") -> pd.DataFrame:
+    """One row per run: `status` ("completed", "diverged", "stopped"; "completed" where the
+    history does not say) and `diverged_epoch` (the epoch it diverged in, -1 if it did not).
+    The epoch is the `diverged_epoch` coordinate of grids and sweeps, else a single run's
+    attribute, else read from the curve: a diverged run's history ends with its last
+    complete epoch, so it diverged in the next."""
+    history = _per_run(history)
+    R = history.sizes["run"]
+    status = (np.broadcast_to(np.asarray(history["status"].values).astype(str), (R,))
+              if "status" in history.coords else
+              np.full(R, str(history.attrs.get("status", "completed"))))
+    if "diverged_epoch" in history.coords:
+        epoch = np.broadcast_to(np.asarray(history["diverged_epoch"].values), (R,))
+    elif R == 1 and "diverged_epoch" in history.attrs:
+        epoch = np.array([history.attrs["diverged_epoch"]])
+    else:
+        values = history[metric].transpose("run", "epoch").values  # (R, E)
+        finite = np.isfinite(values)
+        last = values.shape[1] - 1 - np.argmax(finite[:, ::-1], 1)
+        epoch = np.where(finite.any(1), history["epoch"].values[last] + 1, 1)
+    epoch = np.where(status == "diverged", epoch, -1).astype(int)
+    return pd.DataFrame({"status": list(status), "diverged_epoch": epoch})
+
+
+def outcome_text(status: str, diverged_epoch: int, stopped_at_epoch: int = -1) -> str:
+    """A run's status as a table says it: "completed", "diverged in epoch 3", "stopped by
+    halving at epoch 1", "stopped"."""
+    if status == "diverged":
+        return f"diverged in epoch {diverged_epoch}" if diverged_epoch >= 0 else "diverged"
+    if status == "completed" and stopped_at_epoch >= 0:
+        return f"stopped by halving at epoch {stopped_at_epoch}"
+    return status
+
+
 def summary_table(history: xr.Dataset, by=("rule", "dataset"),
                   metric: str = "test_acc") -> pd.DataFrame:
-    """Final `metric` per run, grouped by the run coordinates in `by`: columns `by`, mean,
-    std (ddof=1, NaN for a single run), n (runs with a value) and seeds (sorted tuple)."""
+    """Every group of runs (by the run coordinates in `by`), none left out: columns `by`,
+    mean, std (ddof=1; NaN for a single run, which `format_table` leaves blank), n (runs with
+    a result), seeds (sorted tuple, every run of the group) and status ("completed", or what
+    happened to each run that did not complete: "diverged in epoch 3", per seed where the
+    group has several runs). A result is the final `metric` of a run that completed all its
+    epochs: a diverged, stopped or halved run counts in no mean, so a group of such runs has
+    mean NaN (shown as "—")."""
     by = [by] if isinstance(by, str) else list(by)
-    runs = final_values(history, metric).dropna(subset=[metric])
+    runs = final_values(history, metric)
+    outcomes = run_outcomes(history, metric)
+    runs["_status"], runs["_diverged"] = outcomes["status"].values, outcomes["diverged_epoch"].values
+    runs["_halved"] = (runs["stopped_at_epoch"].fillna(-1).astype(int)
+                       if "stopped_at_epoch" in runs else -1)
     if "seed" not in runs:
         runs["seed"] = -1
     rows = []
-    for key, group in runs.groupby(by, sort=True):
+    for key, group in runs.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        vals = group[metric].to_numpy(dtype=float)
-        rows.append({**dict(zip(by, key)), "mean": vals.mean(),
+        ok = (group["_status"] == "completed") & (group["_halved"] < 0)
+        vals = group.loc[ok & group[metric].notna(), metric].to_numpy(dtype=float)
+        notes = [(f"seed {int(r['seed'])} " if len(group) > 1 and r["seed"] >= 0 else "")
+                 + outcome_text(r["_status"], int(r["_diverged"]), int(r["_halved"]))
+                 for _, r in group[~ok].iterrows()]
+        status = ", ".join(([f"{int(ok.sum())} completed"] if notes and ok.any() else [])
+                           + notes) or "completed"
+        rows.append({**dict(zip(by, key)), "mean": vals.mean() if len(vals) else math.nan,
                      "std": vals.std(ddof=1) if len(vals) > 1 else math.nan, "n": len(vals),
-                     "seeds": tuple(sorted(int(s) for s in group["seed"]))})
-    table = pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "seeds"])
+                     "seeds": tuple(sorted(int(s) for s in group["seed"])), "status": status})
+    table = pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "seeds", "status"])
     table.attrs["metric"] = metric
     return table
 
 
+def format_value(mean: float, std: float, digits: int = 2, scale: float = 100.0) -> str:
+    """"mean ± std"; the mean alone for a single run (no std), "—" without a result."""
+    if not np.isfinite(mean):
+        return "—"
+    return f"{mean * scale:.{digits}f}" + (f" ± {std * scale:.{digits}f}" if np.isfinite(std)
+                                           else "")
+
+
 def format_table(df: pd.DataFrame, digits: int = 2, percent: bool = True) -> str:
-    """A markdown table of `summary_table`'s output: "mean ± std" (in percent by default)."""
+    """A markdown table of `summary_table`'s output: "mean ± std" (in percent by default; the
+    mean alone for one run, "—" for a group without a result), n, seeds and status."""
     metric = df.attrs.get("metric", "value") + (" (%)" if percent else "")
-    by = [c for c in df.columns if c not in ("mean", "std", "n", "seeds")]
+    by = [c for c in df.columns if c not in ("mean", "std", "n", "seeds", "status")]
     scale = 100.0 if percent else 1.0
-    values = [f"{m * scale:.{digits}f}" + (f" ± {s * scale:.{digits}f}" if np.isfinite(s) else "")
-              for m, s in zip(df["mean"], df["std"])]
+    values = [format_value(m, s, digits, scale) for m, s in zip(df["mean"], df["std"])]
     cells = df[by].astype(str).assign(**{metric: values, "n": df["n"].astype(str),
                                          "seeds": [", ".join(map(str, s)) for s in df["seeds"]]})
+    if "status" in df:
+        cells["status"] = df["status"].astype(str)
     # the cells as formatted here: no number parsing (it would drop "80.0"'s zero), no padding
     return cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True, stralign=None)
 
@@ -295,5 +354,5 @@ def measure_step_time(config: RunConfig, *, steps: int = 30, warmup: int = 5) ->
 
 
 __all__ = ["SlownessFit", "fit_slowness", "first_decay_epoch", "slowness", "final_values",
-           "summary_table", "format_table", "step_cost", "conv_step_cost", "cost_table",
+           "run_outcomes", "outcome_text", "summary_table", "format_value", "format_table", "step_cost", "conv_step_cost", "cost_table",
            "measure_step_time"]

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import xarray as xr
 
-from .analysis import cost_table, format_table, slowness, summary_table
+from .analysis import (cost_table, format_table, outcome_text, run_outcomes, slowness,
+                       summary_table)
 
 
 def _fmt(v) -> str:
@@ -41,7 +42,9 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
                      f"{a['diverged_reason']} (the last good checkpoint is kept)")
     last = int(h.epoch[-1])
     best = int(h.test_acc.argmax("epoch"))
-    lines.append(f"final (epoch {last}): test_acc={float(h.test_acc[-1]):.4f} "
+    finished = (status or history.attrs.get("status")) == "completed"
+    end = "final" if finished else "last complete epoch"  # a diverged run has no final value
+    lines.append(f"{end} (epoch {last}): test_acc={float(h.test_acc[-1]):.4f} "
                  f"test_loss={float(h.test_loss[-1]):.4f} train_acc={float(h.train_acc[-1]):.4f}; "
                  f"best test_acc={float(h.test_acc[best]):.4f} at epoch {int(h.epoch[best])}")
     if "bp_cosine" in h:
@@ -49,7 +52,9 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
         ang = h.bp_angle.isel(epoch=-1).values
         lines.append("alignment with BP (last epoch): " + ", ".join(
             f"layer {l + 1}: cos {c:+.3f} ({a:.1f} deg)" for l, (c, a) in enumerate(zip(cos, ang))))
-    if "f_angle" in h and bool(h.f_angle.isnull().all()):
+    if not _reads_F(str(h.rule.item()) if "rule" in h.coords else ""):
+        pass  # a rule without F (BP, FA, DFA, ...): no F angle to report
+    elif "f_angle" in h and bool(h.f_angle.isnull().all()):
         lines.append("F angle: n/a (a conv net has no end-to-end matrix to compare F with)")
     elif "f_angle" in h:
         lines.append(f"F angle: {float(h.f_angle[0]):.1f} deg at epoch {int(h.epoch[0])} -> "
@@ -74,15 +79,30 @@ def describe_run(history: xr.Dataset, status: str = "") -> str:
     return "\n".join(lines)
 
 
+def _reads_F(rule: str) -> bool:
+    """Whether the registered rule `rule` uses the fixed matrix F (PEPITA); False for a rule
+    that is not registered here (nothing is said of what it has)."""
+    from .rules import get_rule, rule_names
+
+    return rule in rule_names() and get_rule(rule).reads_F
+
+
 def compare_runs(history: xr.Dataset, by=("rule", "dataset")) -> str:
-    """One line per run, then mean +- std over seeds grouped by `by`."""
+    """One line per run with its status (a run that did not complete shows no accuracy:
+    "—", and says why: "diverged in epoch 3"), then mean +- std over seeds grouped by `by`
+    (every group listed, with the status of its runs)."""
     from .analysis import final_values
 
     runs = final_values(history)
     cols = [c for c in ("rule", "dataset", "model", "hidden", "f_scale", "lr", "sign", "seed")
             if c in runs]
     cells = pd.DataFrame({c: runs[c].map(_fmt) for c in ["run", *cols]})
-    cells["test_acc (%)"] = [f"{100 * v:.2f}" for v in runs["test_acc"]]
+    outcomes = run_outcomes(history)
+    done = outcomes["status"].to_numpy() == "completed"
+    cells["test_acc (%)"] = [f"{100 * v:.2f}" if ok and math.isfinite(v) else "—"
+                             for v, ok in zip(runs["test_acc"], done)]
+    cells["status"] = [outcome_text(s, int(e)) for s, e in zip(outcomes["status"],
+                                                               outcomes["diverged_epoch"])]
     # the cells as formatted here: no number parsing, no padding (as format_table)
     lines = [cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
                                stralign=None), "", format_table(summary_table(history, by=by))]

@@ -98,24 +98,23 @@ def run_plan(plan: Plan, *, progress: bool = True) -> list[Path]:
 
 
 def results_table(history: xr.Dataset) -> str:
-    """Markdown: mean +- std test accuracy (%) per rule, over seeds, beside the paper's."""
-    from .analysis import summary_table
+    """Markdown: mean +- std test accuracy (%) per rule over the seeds that completed,
+    beside the paper's, and every rule's status (a diverged run says in which epoch)."""
+    from .analysis import format_value, summary_table
 
     by = ("model", "rule", "dataset") if "model" in history.coords else ("rule", "dataset")
     table = summary_table(history, by=by)
-    lines = ["| model | rule | dataset | test accuracy (%) | runs (seeds) | paper (%) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | rule | dataset | test accuracy (%) | runs (seeds) | paper (%) | status |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for _, row in table.iterrows():
-        value = f"{100 * row['mean']:.2f}"
-        if row["n"] > 1:
-            value += f" ± {100 * row['std']:.2f}"
+        value = format_value(row["mean"], row["std"])  # "—" where no run completed
         model = row.get("model", "fc")
         paper = (PAPER_TEST_ACC.get(row["dataset"], {}).get(row["rule"])
                  if model == "fc" else None)  # the paper's numbers are of the FC nets
         seeds = ", ".join(map(str, row["seeds"]))
         lines.append(f"| {model} | {row['rule']} | {row['dataset']} | {value} | "
                      f"{row['n']} ({seeds}) | "
-                     f"{'' if paper is None else f'{paper:.1f}'} |")
+                     f"{'' if paper is None else f'{paper:.1f}'} | {row['status']} |")
     return "\n".join(lines)
 
 
@@ -159,12 +158,13 @@ def f_scale_figure(dataset: str, out: str | Path, *, seeds: int = 1, progress: b
     """Final accuracy against F scale: PEPITA with the paper's settings at each of `F_SCALES`
     (x `seeds`), trained as populations, written to `out` (sweep.nc and the figure)."""
     from . import plots
-    from .api import train_grid
     from .records import write_netcdf
+    from .sweep import flatten, grid as train_grid
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     base = preset(PRESET_OF[dataset], dataset=dataset, rule="pepita", **overrides)
-    grid = train_grid(base, f_scale=list(F_SCALES), seed=list(range(seeds)), progress=progress)
+    grid = flatten(train_grid(base, f_scale=list(F_SCALES), seeds=list(range(seeds)),
+                              progress=progress))  # one run per point, as the figure reads
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_netcdf(grid, out / "f_scale_sweep.nc")
@@ -256,13 +256,17 @@ def variant_of(run_name: str) -> str:
 def deeper_table(history: xr.Dataset, names: list[str], wall: dict[str, float] | None = None
                  ) -> str:
     """Markdown: final test accuracy (%) per variant (rows) and depth (columns), mean ± std
-    over seeds with the number of runs; a diverged run counts as its own row entry."""
+    over the seeds that completed with their number; diverged runs are named in the cell with
+    the epoch they diverged in, and count in no mean."""
     import numpy as np
 
     acc = [row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan
            for row in history.test_acc.values]  # each run's last epoch
     depth = history.depth.values
-    status = history.status.values if "status" in history.coords else ["completed"] * len(names)
+    from .analysis import run_outcomes
+
+    outcomes = run_outcomes(history)
+    status, diverged_in = outcomes["status"].to_numpy(), outcomes["diverged_epoch"].to_numpy()
     depths = sorted({int(d) for d in depth})
     variants = list(dict.fromkeys(variant_of(n) for n in names))
     lines = ["| variant | " + " | ".join(f"{d} hidden" for d in depths) + " |",
@@ -272,7 +276,7 @@ def deeper_table(history: xr.Dataset, names: list[str], wall: dict[str, float] |
         for d in depths:
             idx = [i for i, n in enumerate(names) if variant_of(n) == v and depth[i] == d]
             vals = np.array([acc[i] for i in idx if status[i] == "completed"], dtype=float)
-            diverged = sum(status[i] == "diverged" for i in idx)
+            diverged = [int(diverged_in[i]) for i in idx if status[i] == "diverged"]
             if not idx:
                 cells.append("")
                 continue
@@ -280,8 +284,10 @@ def deeper_table(history: xr.Dataset, names: list[str], wall: dict[str, float] |
             if len(vals) > 1:
                 text += f" ± {100 * vals.std(ddof=1):.2f}"
             text += f" ({len(vals)})"
-            if diverged:
-                text += f", {diverged} diverged"
+            if diverged:  # when, not only how many
+                text += (f", diverged in epoch {diverged[0]}" if len(diverged) == 1 else
+                         f", {len(diverged)} diverged (in epochs "
+                         f"{', '.join(map(str, sorted(diverged)))})")
             cells.append(text)
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     if wall:

@@ -95,7 +95,7 @@ def test_summary_table_matches_numpy_and_handles_nan_tails():
     ds = history(acc, rule=["pepita"] * 3 + ["bp"] * 3, dataset=["mnist"] * 6,
                  seed=[0, 1, 2] * 2)
     table = summary_table(ds)
-    assert list(table.columns) == ["rule", "dataset", "mean", "std", "n", "seeds"]
+    assert list(table.columns) == ["rule", "dataset", "mean", "std", "n", "seeds", "status"]
     final = {"pepita": [acc[0, 4], acc[1, 2], acc[2, 4]], "bp": [acc[3, 4], acc[4, 3], acc[5, 4]]}
     for rule, vals in final.items():
         row = table[table["rule"] == rule].iloc[0]
