@@ -1,4 +1,5 @@
-"""The Python API the CLI, the notebooks and the widgets share: train, resume, grids.
+"""The Python API the CLI, the notebooks and the widgets share: train, resume, populations
+(grids: `pepita_lab.grid`, in `sweep.grid`, which trains its points through this module).
 
 The run folder (what is written, how it is read back) is `pepita_lab.store`.
 """
@@ -8,10 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import xarray as xr
-
 from .config import ConfigError, RunConfig
-from .data import TensorData, as_tensor_data, run_data
+from .data import TensorData, run_data
 from .devices import resolve_device
 from .records import run_id
 from .store import (Run, RunFolderError, RunStore, check_checkpoint, load_run, load_runs,
@@ -21,7 +20,7 @@ from .preflight import check_memory
 from .rules.validation import resolve
 from .training import Trainer, trains_as_population
 
-__all__ = ["train", "resume", "train_grid", "load_run", "load_runs", "Run"]
+__all__ = ["train", "resume", "train_population", "load_run", "load_runs", "Run"]
 
 
 def _check_trace_every(trace_every) -> None:
@@ -221,55 +220,3 @@ def train_together(configs: list[RunConfig], *, out: str | Path | None = None,
         kwargs["data"] = run_data(configs[0], resolve_device(configs[0].device))
     return [train(c, out=None if out is None else Path(out) / run_id(c), **kwargs)
             for c in configs]
-
-
-def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
-               traces: bool = True, data: TensorData | None = None,
-               trace_every: int | None = None, snapshot_epochs: tuple[int, ...] | None = None,
-               **axes) -> xr.Dataset:
-    """Train every combination of the values in `axes` (config field -> list of values, e.g.
-    `f_scale=[0.01, 0.1], lr=[0.01, 0.1], seed=[0, 1]`) on top of `base`; return their
-    histories concatenated along `run`, in grid order. Points that share an architecture (they
-    differ only in seed, F scale, lr, sign, feedback scale) train together as one population;
-    the dataset is loaded once (or `data` is used for every point). With `out`, each run gets a
-    folder there (with its activation snapshots). `trace_every` and `snapshot_epochs` are
-    `train`'s, for every point. A diverged point keeps its place, with `status` "diverged"
-    along `run`."""
-    import itertools
-
-    from tqdm.auto import tqdm
-
-    from .training import shared_settings
-
-    _check_trace_every(trace_every)
-    for name, values in axes.items():
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"{name}={values!r} is not allowed: expected a non-empty list of "
-                              "values to train")
-        if len({repr(v) for v in values}) < len(values):
-            raise ConfigError(f"{name}={list(values)!r} is not allowed: a value is repeated")
-    base = as_config(base)
-    data = None if data is None else as_tensor_data(data, base)
-    fields = list(axes)
-    points = [dict(zip(fields, values)) for values in itertools.product(*axes.values())]
-    configs = [base.replace(**p) for p in points]  # every point validated before any training
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(repr(sorted(shared_settings(c).items())), []).append(i)
-    histories, loaded = [None] * len(configs), {}
-    for members in tqdm(list(groups.values()), desc="grid", unit="population",
-                        disable=not progress or len(groups) == 1):
-        first = configs[members[0]]
-        key = (first.dataset, first.subset, first.data_dir)
-        if data is not None:
-            loaded[key] = data
-        elif key not in loaded:
-            loaded[key] = run_data(first, resolve_device(first.device))
-        group = [configs[i] for i in members]
-        common = dict(data=loaded[key], progress=progress, traces=traces,
-                      trace_every=trace_every, snapshot_epochs=snapshot_epochs)
-        runs = train_together(group, out=out, **common)
-        for i, run in zip(members, runs):
-            histories[i] = run.history
-    return xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",
-                     combine_attrs="drop_conflicts")

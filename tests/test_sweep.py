@@ -8,12 +8,13 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import xarray as xr
 
 import pepita_lab as pl
 from pepita_lab.config import ConfigError
-from pepita_lab.sweep import Engine, SweepSpec, load_spec_file, run_sweep
+from pepita_lab.sweep import Engine, SweepSpec, flatten, load_spec_file, run_sweep
 
 BASE = pl.RunConfig(dataset="synthetic", hidden=(16,), epochs=2, batch_size=32, subset=512,
                     device="cpu")
@@ -113,5 +114,100 @@ def test_spec_files_and_bad_fields(tmp_path):
     s = SweepSpec.from_dict({**load_spec_file(y), "base": {"dataset": "synthetic"}})
     points = s.points()
     assert len(points) == 2 + 3 and all(0.001 <= p.lr <= 0.1 for p in points[2:])
-    with pytest.raises(ConfigError, match="sweep field 'colour'"):
+    with pytest.raises(ConfigError, match="'colour' is not a field of a sweep"):
         SweepSpec(base=BASE, grid={"colour": [1]})
+
+
+# ---------------------------------------------------------------- pl.grid, the one door
+
+
+def test_grid_has_only_the_swept_fields_as_dimensions_and_equals_the_sweep(in_process):
+    ds = pl.grid(BASE, f_scale=[0.01, 0.1], lr=[0.01, 0.1], seeds=[0, 1], threads=1,
+                 progress=False)
+    same(ds, in_process)  # the same runs as the sweep's, in this process, without a folder
+    one_seed = pl.grid(BASE.replace(f_scale=0.01), lr=[0.01, 0.1], threads=1, progress=False)
+    assert one_seed.test_acc.dims == ("epoch", "lr") and "seed" not in one_seed.dims
+    assert int(one_seed.seed) == BASE.seed  # the seed is kept, as a scalar coordinate
+    for var in ("test_acc", "train_loss", "bp_cosine"):  # the same points as the sweep's
+        np.testing.assert_array_equal(one_seed[var].transpose("epoch", ..., "lr").values,
+                                      ds[var].sel(f_scale=0.01, seed=0)
+                                      .transpose("epoch", ..., "lr").values)
+    flat = flatten(ds)  # the per-run view, one call away
+    assert flat.test_acc.dims == ("run", "epoch") and flat.sizes["run"] == 8
+    assert list(flat.seed.values) == [0, 1] * 4
+    old = pl.train_grid(BASE, lr=[0.01, 0.1], progress=False)  # the old name: flat runs
+    assert old.sizes["run"] == 2 and list(old.lr.values) == [0.01, 0.1]
+
+
+def test_grid_refuses_a_misspelled_field_naming_the_right_one():
+    with pytest.raises(ConfigError, match="did you mean 'f_scale'"):
+        pl.grid(BASE, f_scle=[0.1, 1.0])
+    with pytest.raises(ConfigError, match="at least one field"):
+        pl.grid(BASE)
+
+
+# ---------------------------------------------------------------- every table lists every point
+
+
+def test_the_sweeps_table_lists_a_diverged_point_with_its_epoch_and_no_accuracy(tmp_path,
+                                                                                capsys):
+    from pepita_lab.cli import main
+
+    assert main(["sweep", "--dataset", "synthetic", "--hidden", "16", "--epochs", "2",
+                 "--device", "cpu", "--f-scale", "0.05", "100", "--lr", "1", "--out",
+                 str(tmp_path / "S"), "--quiet"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 2  # the header, then every point
+    diverged = next(r for r in rows if r.startswith("| 100.0 "))
+    cells = [c.strip() for c in diverged.split("|")[1:-1]]
+    assert cells[2] == "—" and cells[-1] == "diverged in epoch 1"
+    completed = next(r for r in rows if r.startswith("| 0.05 "))
+    assert completed.rstrip().endswith("| completed |") and "nan" not in completed.lower()
+    ds = xr.open_dataset(tmp_path / "S" / "sweep.nc")
+    assert ds.diverged_epoch.sel(f_scale=100.0).item() == 1
+
+
+def test_compare_and_reproduce_tables_say_when_a_run_diverged(tmp_path, capsys):
+    from pepita_lab.cli import main
+    from pepita_lab.reproduce import results_table
+
+    good = pl.RunConfig(dataset="synthetic", hidden=(16,), epochs=2, device="cpu")
+    paths = [tmp_path / "good", tmp_path / "bad"]
+    pl.train(good, out=paths[0], progress=False)
+    with pytest.warns(Warning):
+        pl.train(good.replace(f_scale=100.0, lr=1.0, seed=1), out=paths[1], progress=False)
+    assert main(["compare", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    rows = [dict(zip(header, (c.strip() for c in line.split("|")[1:-1])))
+            for line in lines[2:4]]  # one row per run, both listed
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    assert rows[1]["test_acc (%)"] == "—" and rows[1]["status"] == "diverged in epoch 1"
+    assert rows[0]["test_acc (%)"] != "—" and rows[0]["status"] == "completed"
+    assert "1 completed, seed 1 diverged in epoch 1" in out  # the group of both seeds
+    assert "nan" not in out.lower()
+    table = results_table(pl.load_runs(paths))
+    assert "seed 1 diverged in epoch 1" in table and "nan" not in table.lower()
+
+
+def test_summary_table_never_shows_a_diverged_runs_last_value():
+    """A run that diverged in epoch 3 keeps finite values up to epoch 2 (61.6 %): they are not
+    its result. A single run's std is blank, not NaN."""
+    from pepita_lab.analysis import format_table, summary_table
+
+    acc = np.array([[0.1, 0.5, 0.616, np.nan, np.nan], [0.1, 0.6, 0.7, 0.8, 0.85],
+                    [0.1, 0.5, 0.6, 0.7, 0.8]])
+    ds = xr.Dataset({"test_acc": (("run", "epoch"), acc)},
+                    coords={"run": [0, 1, 2], "epoch": np.arange(5),
+                            "lr": ("run", [0.5, 0.1, 0.1]), "seed": ("run", [0, 0, 1]),
+                            "status": ("run", ["diverged", "completed", "completed"])})
+    table = summary_table(ds, by="lr")
+    text = format_table(table)
+    assert "61.6" not in text and "diverged in epoch 3" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 0.5 "))
+    assert [c.strip() for c in row.split("|")[1:-1]] == ["0.5", "—", "0", "0",
+                                                         "diverged in epoch 3"]
+    assert "82.50 ± 3.54" in text and "nan" not in text.lower()
+    one = format_table(summary_table(ds.isel(run=[1]), by="lr"))
+    assert "| 85.00 | 1 | 0 | completed |" in one

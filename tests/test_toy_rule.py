@@ -85,10 +85,12 @@ def test_every_command_takes_it_by_name(tmp_path, capsys):
     assert cli.main(["cost", "--no-measure", "--hidden", "16"]) == 0
     out = capsys.readouterr().out
     assert NAME in out and "test_acc=" in out
+    assert "feedback angle" in out and "F angle" not in out  # inspect: it has no F
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["rule"] == NAME
-    # a conv net is refused with the reason, by what the rule declares
-    assert cli.main(["train", *common, "--model", "conv"]) == 2
+    # a conv net is refused with the reason, by what the rule declares (on MNIST, whose
+    # images the conv net fits: synthetic's 1x32 are refused before any rule is asked)
+    assert cli.main(["train", *common, "--dataset", "mnist", "--model", "conv"]) == 2
     assert "fully connected nets only" in capsys.readouterr().err
 
 
@@ -96,3 +98,17 @@ def test_explorer_offers_it():
     from pepita_lab.widgets import Explorer
 
     assert NAME in Explorer().controls["rule"].options
+
+
+def test_register_rule_is_one_call_or_a_class_decorator():
+    @pl.register_rule
+    class Decorated(ErrorSignDFA):
+        name = "toy-decorated"
+
+    try:
+        assert isinstance(Decorated, type) and "toy-decorated" in rule_names()
+        run = pl.train(BASE.replace(rule="toy-decorated", epochs=1), progress=False)
+        assert run.status == "completed" and run.history.rule.item() == "toy-decorated"
+    finally:
+        unregister("toy-decorated")
+    assert "toy-decorated" not in rule_names()

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # the words as given (sweeps keep the order of their grid flags)
     try:
+        import_modules(getattr(args, "imports", None) or [])
         return args.func(args)
     except BrokenPipeError:  # `pepita-lab inspect R | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -41,6 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pepita-lab: error: {_one_line(err, ours)}" + ("" if ours else
               " (an internal error: rerun with --debug for the traceback)"), file=sys.stderr)
         return 2 if ours else 1
+
+
+def import_modules(modules: list[str]) -> None:
+    """`--import MODULE`: import each module (from the current folder, as `python -m` would
+    find it, or the Python path), so the rules it registers are known to `--rule`."""
+    import importlib
+
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"--import {module}: {err} (a module in the current folder or "
+                              "on PYTHONPATH)") from None
 
 
 def _one_line(err: BaseException, ours: bool) -> str:

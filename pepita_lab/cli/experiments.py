@@ -127,9 +127,9 @@ def cmd_sweep(args) -> int:
         threads=_given(args.threads, doc, "threads", 1))
     ds = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
                    progress=not args.quiet)
-    from ..sweep import best_points
+    from ..sweep import points_table
 
-    print(best_points(ds).to_string(index=False))
+    print(points_table(ds))  # every point, with its status
     print(f"wrote {Path(args.out) / 'sweep.nc'}")
     return 0
 

@@ -94,6 +94,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (refused without this flag)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import MODULE first (from the current folder or the Python path): "
+                        "a module that registers a rule of your own (register_rule), for "
+                        "--rule; a sweep's Dask workers import it too; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:

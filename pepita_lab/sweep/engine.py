@@ -11,20 +11,50 @@ import xarray as xr
 from ..config import RunConfig
 
 
-def run_pack(configs: list[RunConfig], threads: int = 1) -> list[xr.Dataset]:
+def run_pack(configs: list[RunConfig], threads: int | None = 1, imports: tuple = (),
+             data=None, progress: bool = False) -> list[xr.Dataset]:
     """One task: train `configs` as one population (conv nets one after the other); their
-    histories. Runs on a worker."""
+    histories. Runs on a worker: `imports` are the modules that register the pack's rules
+    there (a rule of your own); `threads` torch threads (None: as they are), `data` the
+    dataset already loaded (in this process only); `progress`: the population's step bar (in
+    this process only: a grid's long packs then show progress between its run counts)."""
+    import importlib
+
     import torch
 
     from ..api import train_together
 
+    for module in imports:
+        importlib.import_module(module)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        runs = train_together(configs, progress=False)
+        runs = train_together(configs, progress=progress, data=data)
     finally:
         torch.set_num_threads(before)
     return [r.history for r in runs]
+
+
+def rule_modules(configs: list[RunConfig]) -> tuple[str, ...]:
+    """The modules Dask workers import to know the rules of `configs`: those of rules
+    registered by a call (`register_rule`) outside this package. A rule defined in
+    `__main__` (a notebook, a script) cannot be imported by a worker: ConfigError saying
+    where to put it. Entry-point rules need nothing: workers load the entry points."""
+    from ..config import ConfigError
+    from ..rules import get_rule
+
+    modules = []
+    for name in dict.fromkeys(c.rule for c in configs):
+        module = type(get_rule(name)).__module__
+        if module == "__main__":
+            raise ConfigError(f"rule={name!r} is defined in __main__ (a notebook or a script): "
+                              "Dask workers cannot import it; define it in a module they can "
+                              "import (on the path of the workers) or declare it as an entry "
+                              "point in the group pepita_lab.rules (docs/adding-a-rule.md)")
+        if not module.startswith("pepita_lab."):
+            modules.append(module)
+    return tuple(modules)
 
 
 def packs(configs: list[RunConfig], pack_size: int, n_workers: int = 1) -> list[list[RunConfig]]:
@@ -73,16 +103,18 @@ class Engine:
     def dashboard(self) -> str | None:
         return None if self.client is None else self.client.dashboard_link
 
-    def map(self, tasks: list[list[RunConfig]], threads: int):
-        """Yield (pack, histories) as packs finish."""
+    def map(self, tasks: list[list[RunConfig]], threads: int | None, data=None):
+        """Yield (pack, histories) as packs finish; `data` (in this process only) is the
+        dataset every pack trains on."""
         if self.client is None:
             for pack in tasks:
-                yield pack, run_pack(pack, threads)
+                yield pack, run_pack(pack, threads, data=data)
             return
         from dask.distributed import as_completed
 
-        futures = {self.client.submit(run_pack, pack, threads, pure=False, retries=3): pack
-                   for pack in tasks}
+        imports = rule_modules([c for pack in tasks for c in pack])
+        futures = {self.client.submit(run_pack, pack, threads, imports, pure=False,
+                                      retries=3): pack for pack in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
 

@@ -40,24 +40,35 @@ def _point_file(out: Path, config: RunConfig) -> Path:
 
 
 def assemble(out: str | Path, spec: SweepSpec) -> xr.Dataset:
-    """The sweep's points as one dataset: each point's longest history (its last rung), the
-    swept fields and `seed` as dimensions for a grid (a `run` dimension for random points),
-    `stopped_at_epoch` for points halving stopped early."""
+    """The sweep's finished points in folder `out` as one dataset (`combine`)."""
     out = Path(out)
-    histories = []
+    found = []
     for c in spec.points():
         rungs = list(spec.halving_epochs) + [c.epochs]
         done = [e for e in rungs if _point_file(out, c.replace(epochs=e)).exists()]
-        if not done:
-            continue
-        h = read_netcdf(_point_file(out, c.replace(epochs=done[-1])))
-        stopped = done[-1] if done[-1] < c.epochs else -1
-        histories.append(h.assign_coords(stopped_at_epoch=("run", [stopped]),
-                                         epochs=("run", [c.epochs])))
-    if not histories:
+        if done:
+            found.append((c, read_netcdf(_point_file(out, c.replace(epochs=done[-1])))))
+    if not found:
         raise ConfigError(f"no finished points in {out}")
+    return combine(spec, found)
+
+
+def combine(spec: SweepSpec, found: list[tuple[RunConfig, xr.Dataset]]) -> xr.Dataset:
+    """Points' histories (each `(point config, its longest history)`) as one dataset: the
+    swept fields and `seed` as dimensions for a complete grid (a `run` dimension for random
+    points or a grid not yet finished), `stopped_at_epoch` for points halving stopped early,
+    `diverged_epoch` for points that diverged (-1 for the others)."""
+    histories = []
+    for c, h in found:
+        last = int(h.epoch.values.max())
+        stopped = last if last < c.epochs and str(h.status.values[0]) == "completed" else -1
+        histories.append(h.assign_coords(
+            stopped_at_epoch=("run", [stopped]), epochs=("run", [c.epochs]),
+            diverged_epoch=("run", [int(h.attrs.get("diverged_epoch", -1))])))
     ds = xr.concat(histories, dim="run", join="outer", coords="all", data_vars="all",
                    combine_attrs="drop_conflicts")
+    for key in [k for k in ds.attrs if k.startswith("diverged_")]:  # per point: coordinates
+        del ds.attrs[key]
     ds.attrs["sweep"] = json.dumps(spec.to_dict())
     dims = spec.swept + ["seed"]
     if spec.n_random == 0 and len(histories) == len(spec.points()):
@@ -76,25 +87,53 @@ def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
 
 
 def flatten(ds: xr.Dataset) -> xr.Dataset:
-    """A sweep dataset with one `run` dimension again (swept fields as run coordinates), the
-    layout the plots and tables of single runs take."""
+    """A sweep or grid dataset with one `run` dimension again (swept fields, and settings
+    that were not swept, as run coordinates), the layout the plots and tables of single runs
+    take: `pl.load_runs`'s."""
     if "run" in ds.dims:
         return ds
     dims = [d for d in ds.dims if d not in ("epoch", "layer", "step")]
     flat = ds.stack(run=dims).reset_index("run")
     per_run = [k for k, v in flat.data_vars.items() if v.dims == ("run",)]
-    flat = flat.set_coords(per_run).assign_coords(run=np.arange(flat.sizes["run"]))
+    n = flat.sizes["run"]
+    flat = flat.set_coords(per_run).assign_coords(run=np.arange(n))
+    # a setting that was not swept (the seed of a grid without seeds) is each run's too
+    flat = flat.assign_coords({k: ("run", np.repeat(v.values, n)) for k, v in ds.coords.items()
+                               if v.ndim == 0})
     return flat.transpose("run", ...)
 
 
 def best_points(ds: xr.Dataset, metric: str = "test_acc", n: int = 5):
-    """The `n` best points of a sweep by final `metric` (mean and std over seeds)."""
+    """The `n` best points of a sweep by final `metric` (mean and std over the seeds that
+    completed; points where none did are left out: `points_table` lists every point)."""
     from ..analysis import final_values
 
-    spec = json.loads(ds.attrs.get("sweep", "{}"))
-    df = final_values(flatten(ds), metric)
-    by = [k for k in list(spec.get("grid", {})) + list(spec.get("random", {})) if k in df]
-    if not by:  # seeds only: one point, over its seeds
-        by = ["rule"]
+    flat = flatten(ds)
+    df = final_values(flat, metric)
+    if "status" in df:
+        df = df[df["status"] == "completed"]
+    if "stopped_at_epoch" in df:
+        df = df[df["stopped_at_epoch"] < 0]
+    by = _point_fields(ds, df)
     table = df.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
     return table.sort_values("mean", ascending=False).head(n)
+
+
+def _point_fields(ds: xr.Dataset, df) -> list[str]:
+    """The fields that tell a sweep's points apart (the rule for seeds only)."""
+    spec = json.loads(ds.attrs.get("sweep", "{}"))
+    by = [k for k in list(spec.get("grid", {})) + list(spec.get("random", {})) if k in df]
+    return by or ["rule"]
+
+
+def points_table(ds: xr.Dataset, metric: str = "test_acc") -> str:
+    """Every point of a sweep, best first, as a markdown table: the swept fields, the final
+    `metric` in percent (mean ± std over the seeds that completed; the mean alone for one
+    seed; "—" where none completed, never a diverged run's last value), n, seeds and status
+    ("diverged in epoch 3", "stopped by halving at epoch 1")."""
+    from ..analysis import final_values, format_table, summary_table
+
+    flat = flatten(ds)
+    table = summary_table(flat, by=_point_fields(ds, final_values(flat, metric)), metric=metric)
+    table = table.sort_values("mean", ascending=False, na_position="last", kind="stable")
+    return format_table(table)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 from ..config import (MAX_SEED, ConfigError, RunConfig, check_int, field_kind, field_names,
-                      parse_field)
+                      parse_field, unknown_field)
 
 
 @dataclass
@@ -34,9 +34,11 @@ class SweepSpec:
     def __post_init__(self):
         names = set(field_names())
         for k in list(self.grid) + list(self.random):
-            if k not in names or k == "seed":
-                raise ConfigError(f"sweep field {k!r} is not allowed: expected config fields "
-                                  f"other than seed ({', '.join(sorted(names - {'seed'}))})")
+            if k == "seed":
+                raise ConfigError("seed is not swept as a field: give the seeds as seeds "
+                                  "(--seed 0 1 on the command line)")
+            if k not in names:
+                raise unknown_field(k, "a sweep")
         for k, values in self.grid.items():
             _check_values(f"grid {k}", values)
         _check_values("seeds", self.seeds)
@@ -196,8 +198,7 @@ def parse_assignments(items: list[str], kind: str) -> dict[str, list]:
         name, values = item.split("=", 1)
         name = name.strip().replace("-", "_")
         if name not in field_names():
-            raise ConfigError(f"{kind} field {name!r} is unknown; allowed: "
-                              f"{', '.join(field_names())}")
+            raise unknown_field(name, f"--{kind}")
         try:
             if kind == "random" and ":" in values:
                 lo, hi = values.split(":")
