@@ -2,11 +2,14 @@
 driven in headless Chromium (Debian's `chromium`, through Playwright for Python; Playwright's
 own browser download needs the internet and is never used).
 
-The test opens the quickstart, runs its first cell, flips the quick-run switch, runs all
+The test opens the quickstart as a person does, through Jupyter's login page with the token
+`make lab` printed, runs its first cell, flips the quick-run switch, runs all
 cells, checks that every chart is drawn (SVG or canvas) inside the notebook panel, reruns the
 training cell (a finished run is loaded, not overwritten), then drives the explorer: moves
 the F-scale slider, presses Run, sees the live chart gain points after an epoch, presses Stop,
-makes a run diverge, and enters a bad setting and fixes it. Screenshots of each step go to
+makes a run diverge, enters a bad setting and fixes it, trains FF and a mirrored PEPITA run, and
+checks that each run has one colour in both charts and that the layer legend's dashes are
+drawn. Screenshots of each step go to
 `<the test's tmp folder>/screenshots` (the path is printed). The page must log no console
 errors, and the notebooks on disk must be left as they were.
 
@@ -24,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MIRROR
-from test_lab import ROOT, running_lab
+from test_lab import ROOT, lab_env, running_lab
 
 NOTEBOOKS = ROOT / "notebooks"
 REQUIRED = os.environ.get("PEPITA_LAB_REQUIRE_BROWSER", "") == "1"
@@ -77,12 +80,11 @@ def lab(tmp_path_factory):
         path = tmp / "settings" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    env = {k: v for k, v in os.environ.items() if k != "PEPITA_LAB_SMOKE"}  # the switch decides
-    env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), PEPITA_LAB_RUNS=str(tmp / "runs"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+    env = {k: v for k, v in lab_env(tmp).items() if k != "PEPITA_LAB_SMOKE"}  # the switch decides
+    env.update(PEPITA_LAB_RUNS=str(tmp / "runs"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), OMP_NUM_THREADS="1")
-    with running_lab(env) as url:
-        yield url, tmp / "runs"
+    with running_lab(env) as lab:
+        yield lab, tmp / "runs"
 
 
 @pytest.fixture
@@ -169,6 +171,64 @@ def chart_texts(chart) -> str:
                           ".map(t => t.textContent).join(' | ')")
 
 
+# Each run's colour in an SVG vega chart: {run name: colour} from the "run" legend (what a
+# person reads) and from the lines (what is drawn: a line's aria-label names its run).
+RUN_COLOURS = """e => {
+    const legend = {}, lines = {};
+    for (const g of e.querySelectorAll('svg.marks g.role-legend')) {
+        const title = g.querySelector('.role-legend-title text');
+        if (!title || title.textContent !== 'run') continue;
+        const symbols = g.querySelectorAll('.role-legend-symbol path');
+        g.querySelectorAll('.role-legend-label text').forEach(
+            (t, i) => { legend[t.textContent] = symbols[i].getAttribute('fill'); });
+    }
+    for (const path of e.querySelectorAll('svg.marks g.mark-line path')) {
+        const run = /run: ([^;]*)/.exec(path.getAttribute('aria-label') || '');
+        if (run) lines[run[1]] = path.getAttribute('stroke');
+    }
+    return {legend, lines}; }"""
+# The layer legend's symbols: [stroke, dash] of each.
+LAYER_SYMBOLS = """e => {
+    for (const g of e.querySelectorAll('svg.marks g.role-legend')) {
+        const title = g.querySelector('.role-legend-title text');
+        if (title && title.textContent.startsWith('layer l'))
+            return Array.from(g.querySelectorAll('.role-legend-symbol path')).map(
+                p => [p.getAttribute('stroke'), p.getAttribute('stroke-dasharray')]);
+    }
+    return null; }"""
+
+
+def legend_runs(chart) -> list[str]:
+    return list(chart.evaluate(RUN_COLOURS)["legend"])
+
+
+def run_colours(chart) -> dict[str, str]:
+    """Each run's colour in a chart, the same in its legend as in its lines."""
+    found = chart.evaluate(RUN_COLOURS)
+    legend, lines = found["legend"], found["lines"]
+    assert legend and lines and {run: legend.get(run) for run in lines} == lines, found
+    return legend
+
+
+def same_colours(left, right) -> dict[str, str]:
+    """The runs of `right` (each in `left` too) have the colour they have in `left`."""
+    a, b = run_colours(left), run_colours(right)
+    assert b and set(b) <= set(a) and {run: a[run] for run in b} == b, (a, b)
+    assert len(set(a.values())) == len(a), a  # runs told apart
+    return a
+
+
+def log_in(page, lab) -> None:
+    """As a person does: the lab's address without the token shows Jupyter's login page;
+    the token `make lab` printed, typed into it, opens the notebook asked for."""
+    page.goto(f"{lab.url}/lab/tree/00_quickstart.ipynb")
+    page.wait_for_url(re.compile(r"/login\b"))
+    assert page.locator(".jp-Notebook").count() == 0
+    page.locator("#password_input").fill(lab.token)
+    page.locator("#login_submit").click()
+    page.wait_for_url(re.compile(r"/lab/tree/00_quickstart\.ipynb"))
+
+
 def wait_for(predicate, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -187,13 +247,13 @@ def notebook_hashes() -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
-    url, runs = lab
+    lab, runs = lab
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nscreenshots: {shots}")
     committed = notebook_hashes()
 
-    page.goto(f"{url}/lab/tree/00_quickstart.ipynb")
+    log_in(page, lab)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]",
                            state="attached")
 
@@ -358,9 +418,12 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
         ".widget-toggle-buttons", has=page.locator("label:text-is('modulation')")).is_visible()
     output.locator("button[title=Run]").click()
     wait_for(lambda: status().startswith("completed"), "FF's run", timeout=300)
-    acc = float(re.search(r"test_acc=(0\.\d+)", status()).group(1))
-    assert acc > 0.5, status()  # chance is 0.1
+    acc = float(re.search(r"test accuracy (\d+\.\d\d) % after 2 epochs\b", status()).group(1))
+    assert acc > 50, status()  # chance is 10 %
     wait_for(lambda: "FF's own loss" in chart_texts(angle), "FF's own chart")
+    wait_for(lambda: len(legend_runs(live)) == 3, "three runs on the left")
+    colours = same_colours(live, angle)  # FF's colour on the right is its colour on the left
+    assert "2 pepita runs not shown" in chart_texts(angle)
     shoot(explorer, shots, "13_explorer_ff.png")
 
     # A run ending below its untrained accuracy (FF at lr 1: 15.6 % at epoch 0, then 9.8 %):
@@ -391,6 +454,20 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
              and active("modulation") == "x - F e", "factorised F and x - F e")
     wait_for(lambda: "Weight mirroring" in chart_texts(angle), "the mirroring chart's title")
     shoot(explorer, shots, "15_explorer_mirroring_ticked.png")
+
+    # A mirrored PEPITA run beside the FF run: one colour each in both charts, and the layer
+    # legend shows each layer's dash in a visible stroke.
+    output.locator("button[title=Run]").click()
+    wait_for(lambda: not output.locator("button[title=Run]").is_disabled()
+             and "mirroring" in " ".join(legend_runs(live)), "the mirrored run", timeout=300)
+    wait_for(lambda: "1 ff run not shown" in chart_texts(angle), "the mirroring chart's runs")
+    colours = same_colours(live, angle)
+    assert len(colours) == 2 and any(" ff " in run for run in colours), colours
+    symbols = angle.evaluate(LAYER_SYMBOLS)
+    assert symbols and len(symbols) >= 2, symbols  # a hidden layer or more, and the output
+    assert all(stroke not in (None, "transparent", "none") for stroke, _ in symbols), symbols
+    assert len({dash for _, dash in symbols}) == len(symbols), symbols
+    shoot(explorer, shots, "16_explorer_mirroring_run.png")
 
     noise = [e for e in page.errors if not BROWSER_NOISE.search(e)]
     assert noise == [], noise
