@@ -266,6 +266,8 @@ def test_lines_drawn_under_another_are_named():
     on_off = h.isel(run=[0, 1]).assign_coords(weight_mirroring=("run", [0, 1]))
     assert "weight mirroring off coincides with on" in subtitle(
         plots.learning_curves(on_off, color="weight_mirroring"))
+    named = h.assign_coords(label=("run", ["#1 pepita F=0.05", "#2 pepita F=0.3", "#3 bp"]))
+    assert "#1 coincides with #2" in subtitle(plots.learning_curves(named, color="label"))
     frame = pd.DataFrame({"step": ["bp", "fa", "dfa", "drtp", "pepita"] * 2,
                           "x": [1] * 5 + [8] * 5, "y": [1, 1, 1, 1, 2, 8, 8, 8, 8, 30]})
     assert plots.coinciding(frame, "y", "step", ["x"]) == [["bp", "fa", "dfa", "drtp"]]

@@ -8,6 +8,7 @@ the x axis, the accuracy zoom, the note on lines drawn one under another (`coinc
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import altair as alt
@@ -206,7 +207,10 @@ def _groups_words(ds: xr.Dataset | None, key: str, groups: list[list]) -> str:
     def say(v):
         if key in BOOLEAN_SETTINGS:
             return "on" if float(v) else "off"
-        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+        if isinstance(v, (float, np.floating)):
+            return f"{v:g}"
+        numbered = re.match(r"#\d+ ", str(v))  # the explorer's run names: their number says it
+        return numbered.group(0).strip() if numbered else str(v)
 
     prefix = "" if key in ("run", "label", "rule", "step") or ds is None else _label(ds, key) + " "
     out = []
