@@ -28,12 +28,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..config import CONV_UPDATES  # noqa: F401 (rules.CONV_UPDATES)
+from ..config.checks import ALLOWED
 from ..kernels import mm
 from ..nets import forward_pass
 from .common import Factors, check_mlp, updates_from_factors
-
-CONV_UPDATES = ("rule", "icml-code")
-OUTPUT_ERRORS = ("modulated", "clean")
 
 
 def modulated_input(x: Tensor, e: Tensor, F: Tensor, sign) -> Tensor:
@@ -72,10 +71,8 @@ def pepita_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: Tensor, 
     `first_pre` / `first_pre_err`: a caller with a faster way to the first layer's
     pre-activations gives the clean one and a function of the error e for the modulated one
     (`pepita_fast`); both equal `W_1 x` and `W_1 x_err` in exact arithmetic."""
-    if output_error not in OUTPUT_ERRORS:
-        raise ValueError(f"output_error={output_error!r}: expected 'modulated' or 'clean'")
-    if conv_update not in CONV_UPDATES:
-        raise ValueError(f"conv_update={conv_update!r}: expected 'rule' or 'icml-code'")
+    ALLOWED["output_error"].check("output_error", output_error)  # the config's one check
+    ALLOWED["conv_update"].check("conv_update", conv_update)
     hs, _ = forward_pass(weights, x, masks, biases, first_pre=first_pre, pool=pool)
     e = hs[-1] - target  # (B, C)
     x_err = modulated_input(x, e, F, sign)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..config.checks import ALLOWED
 from ..nets import batch_normalized, f_std, forward_pass, pre_activation, renormalize_factors
 from .common import Factors
 from .pepita import modulated_input
-
-VARIANTS = ("modulated", "forward", "time-local")
 
 
 @torch.no_grad()
@@ -39,8 +38,7 @@ def pepita_options_factors(weights: list[Tensor], x: Tensor, target: Tensor, F: 
     rows (the clean pass's `h_l, h_{l-1}` and `y, h_{L-1}`, then the modulated pass's
     `-h_l^err, h_{l-1}^err` and `-t, h_{L-1}^err`), all on the same weights and masks: the
     oracle tests' form; training applies the halves one after the other (`time_local_step`)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant={variant!r}: expected one of {', '.join(VARIANTS)}")
+    ALLOWED["pepita_variant"].check("variant", variant)  # the config's one check
     hs, ins = forward_pass(weights, x, masks, biases, first_pre=first_pre, normalize=normalize)
     e = hs[-1] - target  # (B, C)
     a1_err = None if first_pre_err is None else first_pre_err(e)

@@ -13,6 +13,7 @@ import html
 import math
 import threading
 import traceback
+import warnings
 
 import altair as alt
 import ipywidgets as W
@@ -33,6 +34,9 @@ from .controls import (MAX_DEPTH, OPTION_FIELDS, column_style, config_from_contr
 from .labels import percent, plural, run_label
 
 ADVICE = "try a smaller lr or F scale"
+# pepita_lab.train's warnings on a diverged run or one that did not learn: the explorer says
+# the same in its status line, so they are not repeated under the cell (its calls only)
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
 
 
 def _fit(chart):
