@@ -131,6 +131,24 @@ def train_once(config, name: str, **kwargs):
     return train(config, out=path, **kwargs)
 
 
+def plural(n: int, word: str) -> str:
+    """`n` and `word`, with an s unless `n` is 1: "1 epoch", "2 epochs"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def outcome_line(run, label: str | None = None) -> str:
+    """One line on a finished run: its final test accuracy in %, after how many epochs, and,
+    when it diverged or did not learn, that and why (the run's record says)."""
+    h = run.history
+    line = (f"{label or run.config.rule}: test accuracy {100 * run.test_acc:.2f} % after "
+            f"{plural(int(h.epoch[-1]), 'epoch')}")
+    if run.status == "diverged":
+        return line + f"; diverged: {h.attrs.get('diverged_reason', '?')}"
+    if "not_learned" in h.attrs:
+        return line + f"; {h.attrs['not_learned']}"
+    return line
+
+
 def setup_charts() -> None:
     """Show altair charts as widgets with vega bundled in (no internet needed, and fast: the
     default renderer loads vega from a CDN; the plain offline one re-validates every spec),

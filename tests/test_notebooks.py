@@ -58,6 +58,30 @@ def test_notebook_starts_with_the_quick_switch(path):
     assert not re.search(r"\bRUNS\b|[\"']\.\./runs", source)
 
 
+# a warnings.warn line of the lab's outcome warnings and the source line Python shows after it
+_OUTCOME_WARNING = re.compile(r"^\S.*:\d+: (DivergedWarning|DidNotLearnWarning): .*\n(  .*\n)?",
+                              re.M)
+
+
+def _progress_bar(line: str) -> bool:
+    """Whether a line of stderr is a (tqdm) progress bar, or blank."""
+    return not line.strip() or bool(re.search(r"\d+%\|.*\| *\d+/\d+ \[", line))
+
+
+def test_only_progress_bars_pass_for_progress_bars():
+    assert _progress_bar("grid:  50%|█████     | 9/18 [06:01<06:01, 40.2s/run]")
+    assert _progress_bar("pepita mnist: 100%|██████████| 64/64 [00:01<00:00, 50.1step/s]")
+    assert _progress_bar("  ")
+    for noise in ("USDT:2026-12-07 21:07:37 5493:5493 SyncActivityProfilerHandler.cpp:39] "
+                  "profiler_start",
+                  "ERROR:2026-12-07 21:07:37 5493:5493 DeviceProperties.cpp:56] "
+                  "gpuGetDeviceCount failed with code 35", "50%"):
+        assert not _progress_bar(noise)
+    warned = ("/x/reproduce.py:92: DidNotLearnWarning: the run completed but did not learn\n"
+              "  run = train(config)\n/x/y.py:3: UserWarning: something else\n  f()\n")
+    assert _OUTCOME_WARNING.sub("", warned) == "/x/y.py:3: UserWarning: something else\n  f()\n"
+
+
 def _chart_specs(nb) -> list[dict]:
     """The vega-lite specs of the JupyterChart widgets the notebook displayed."""
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
@@ -82,6 +106,14 @@ def test_notebook_runs_in_smoke_mode(path, data_dir, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     tracebacks = [o.text for o in outputs if o.output_type == "stream" and "Traceback" in o.text]
     assert not tracebacks, tracebacks[0]
+    # stderr carries progress bars and nothing else (the kernel forwards what C++ writes to fd
+    # 2 too: the profiler's trace points, a GPU probe), but for the lab's warnings that a run
+    # diverged or did not learn (with the likely cause: the user can act on them; quick mode's
+    # tiny nets may not learn)
+    said = [line for o in outputs if o.output_type == "stream" and o.name == "stderr"
+            for line in re.split(r"[\r\n]+", _OUTCOME_WARNING.sub("", o.text))
+            if not _progress_bar(line)]
+    assert not said, "stderr besides progress bars:\n" + "\n".join(said[:20])
     assert any(WIDGET_VIEW in o.get("data", {}) for o in outputs), "no chart or widget shown"
     specs = _chart_specs(nb)
     assert specs, "no chart reached the page"
