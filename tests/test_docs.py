@@ -161,6 +161,10 @@ def test_the_site_builds_strictly_with_no_warning(tmp_path):
     config_page = (site / "api" / "config.html").read_text(encoding="utf-8")
     assert 'id="pepita_lab.config.RunConfig"' in config_page
     assert "<code>f_scale</code>" in config_page  # the fields' table, from the code
+    plots_page = (site / "api" / "plots.html").read_text(encoding="utf-8")
+    assert 'id="pepita_lab.plots.learning_curves"' in plots_page
+    widgets_page = (site / "api" / "widgets.html").read_text(encoding="utf-8")
+    assert 'id="pepita_lab.widgets.Explorer"' in widgets_page
     assert (site / "pepita.html").exists() and (site / "index.html").exists()
     assert (site / "notebooks" / "00_quickstart.html").exists()  # notebooks rendered as pages
 
