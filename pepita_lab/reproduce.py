@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .api import load_run, load_runs, train
 from .config import ConfigError, RunConfig, preset
+from .rules.validation import resolve  # a plan's runs as pl.train resolves them
 
 # Test accuracy (%) of PEPITA in the paper (docs/pepita.md; one hidden layer of 1024).
 PAPER_TEST_ACC = {"mnist": {"pepita": 98.0}, "cifar10": {"pepita": 52.6},
@@ -59,8 +60,8 @@ def table1_plan(dataset: str, *, seeds: int = 3, baseline_seeds: int | None = No
     for rule in table1_rules(model):
         for seed in range(baseline_seeds if rule.baseline else seeds):
             name = PRESET_OF[dataset] + ("-conv" if model == "conv" else "")
-            config = preset(name, dataset=dataset, rule=rule.name, seed=seed,
-                            **{**rule.paper_overrides, **overrides})
+            config = resolve(preset(name, dataset=dataset, rule=rule.name, seed=seed,
+                                    **{**rule.paper_overrides, **overrides}))
             runs.append((f"{model}-{rule.name}-s{seed}", config))
     return Plan(Path(out), runs)
 
@@ -239,11 +240,11 @@ def deeper_plan(dataset: str = "mnist", *, depths=DEEPER_DEPTHS, width: int = 10
             rule = get_rule(rule_name)
             main = rule.name == "pepita" or not rule.baseline
             for seed in range(seeds if main else baseline_seeds):
-                config = preset(PRESET_OF[dataset], dataset=dataset, rule=rule_name,
-                                hidden=(width,) * depth, seed=seed,
-                                **{**({} if lr is None else {"lr": lr}),
-                                   **rule.paper_overrides, **settings,
-                                   **(variant_overrides or {}).get(name, {}), **overrides})
+                config = resolve(preset(
+                    PRESET_OF[dataset], dataset=dataset, rule=rule_name,
+                    hidden=(width,) * depth, seed=seed,
+                    **{**({} if lr is None else {"lr": lr}), **rule.paper_overrides, **settings,
+                       **(variant_overrides or {}).get(name, {}), **overrides}))
                 runs.append((f"h{depth}-{name}-s{seed}", config))
     return Plan(Path(out), runs)
 

@@ -193,8 +193,9 @@ def checked_values(values: dict) -> dict:
 
 def _check_conv_maps(v: dict) -> None:
     """A conv net whose kernels and pools shrink the dataset's images below one pixel is
-    refused (stride 1, no padding, as `nets.conv_shapes`)."""
-    if v["model"] != "conv":
+    refused (stride 1, no padding, as `nets.conv_shapes`). Synthetic data has no images of
+    its own (your own images come as `data`: `nets.conv_shapes` checks them)."""
+    if v["model"] != "conv" or v["dataset"] == "synthetic":
         return
     C, H, W = IMAGE_SHAPES[v["dataset"]]
     k, pool = v["kernel_size"], v["pool"]
