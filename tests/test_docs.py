@@ -93,6 +93,17 @@ def test_every_pepita_lab_name_the_docs_give_exists():
     assert not missing, f"named in the docs but not in the package: {missing}"
 
 
+def test_every_public_name_is_in_the_api_reference():
+    """What `import pepita_lab as pl` offers (`pepita_lab.__all__`) is in the API index, which
+    links to its reference page (the build checks those pages' objects exist)."""
+    import pepita_lab
+
+    index = (ROOT / "docs" / "api" / "index.md").read_text()
+    missing = [name for name in pepita_lab.__all__
+               if name != "__version__" and f"`pl.{name}`" not in index]
+    assert not missing, f"public names missing from docs/api/index.md: {missing}"
+
+
 def test_a_bad_docs_reference_is_found(tmp_path):
     (tmp_path / "docs" / "results").mkdir(parents=True)
     (tmp_path / "docs" / "pepita.md").write_text("# PEPITA\n")
