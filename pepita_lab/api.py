@@ -47,9 +47,15 @@ def as_config(config) -> RunConfig:
     if isinstance(config, dict):
         return RunConfig.from_dict(config)
     if not isinstance(config, RunConfig):
-        raise ConfigError(f"config={config!r:.60} is not allowed: expected a RunConfig "
+        raise ConfigError(f"config={_kind(config)} is not allowed: expected a RunConfig "
                           "(pepita_lab.preset(...) or RunConfig(...)) or a dict of its fields")
     return config
+
+
+def _kind(value) -> str:
+    """What a refused value is, in a few words (never a whole config's repr)."""
+    return f"{type(value).__name__}" + (f" of {len(value)}" if isinstance(value, (list, tuple))
+                                        else "")
 
 
 def _check_memory(configs: list[RunConfig]) -> None:
@@ -163,7 +169,7 @@ def train_population(configs: list[RunConfig], *, out: str | Path | None = None,
     member. With `out`, each member gets a run folder `out/<run id>` like a separate run's
     (locked, checked and cleaned up on a failed start as `train`'s, `overwrite` as there)."""
     if not isinstance(configs, (list, tuple)) or not configs:
-        raise ConfigError(f"configs={configs!r:.60} is not allowed: expected a non-empty list "
+        raise ConfigError(f"configs={_kind(configs)} is not allowed: expected a non-empty list "
                           "of RunConfig")
     configs = resolve([as_config(c) for c in configs])
     _check_trace_every(trace_every)

@@ -1,15 +1,18 @@
-"""Run configuration, presets and validation: the one place where bad input is refused.
+"""Run configuration, presets and checks: where a config is made, it is checked.
 
-Each field is checked here (`check_fields`: types, ranges, choices), whatever builds the
-`RunConfig` (the CLI, the Python API, the widgets); what needs the rules (the rule's name, the
-options and nets it takes) is checked above them, by `pepita_lab.rules.validate`, the one door
-into training, which calls `check_fields` first. An error reads the same wherever it comes from:
-it names the field, the value and what is allowed.
+A `RunConfig` is a frozen value, checked when it is made (`checks.ALLOWED` declares what each
+field takes; `checked_values` checks them and the fields that need each other, without
+changing its input): an invalid value or an unknown field name (the nearest field named:
+`suggest_field`) is a one-line ConfigError naming the field, whatever builds the config (the
+CLI, the Python API, the widgets, sweeps). It remembers the fields that were set
+(`RunConfig.set_fields`), so that `pepita_lab.rules.resolve`, the one door into training,
+puts a rule's own settings in the others only and refuses what needs the registered rules.
 
-The rooms: `facts` (datasets, allowed values, limits, ConfigError), `run` (RunConfig and
-`setting`), `checks` (check_fields), `fields` (what is derived from the declarations: kinds,
-member and identity fields, values read from text), `presets` (the paper's settings). This
-package imports nothing else of pepita_lab. `python -m pepita_lab.config` lists the fields.
+The rooms: `facts` (datasets, allowed values, limits, ConfigError), `checks` (ALLOWED,
+checked_values), `names` (the nearest of misspelled names), `run` (RunConfig and `setting`),
+`fields` (what is derived from the declarations: kinds, member and identity fields, values
+read from text, suggestions), `presets` (the paper's settings, `preset`). This package imports
+nothing else of pepita_lab. `python -m pepita_lab.config` lists the fields.
 """
 
 from .checks import check_fields, check_int

@@ -70,10 +70,9 @@ _KINDS = {"bool": "bool", "int": "int", "float": "float", "str": "str",
 def parse_field(name: str, text: str):
     """A command-line / sweep value of field `name` read as the field's type (widths as
     `256x128` or `256,128`; booleans as true/false/yes/no/1/0; `none` for optional fields);
-    ConfigError naming the field otherwise. Values are checked by `check_fields` afterwards."""
+    ConfigError naming the field otherwise. Values are checked when the config is made."""
     if name not in _FIELDS:
-        raise ConfigError(f"config field {name!r} is unknown; allowed: "
-                          f"{', '.join(field_names())}")
+        raise unknown_field(name, "a config (read from text)")
     kind, text = field_kind(name), str(text).strip()
     if kind.endswith("?") and text.lower() == "none":
         return None
