@@ -119,14 +119,24 @@ def results_table(history: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def runs_table(history: xr.Dataset):
+    """One row per run for table.csv: its settings, `status`, `diverged_epoch` (-1 if it did
+    not) and its final test accuracy, empty for a run that did not complete (a diverged run's
+    last finite value is not a result)."""
+    from .analysis import final_values, run_outcomes
+
+    runs, outcomes = final_values(history), run_outcomes(history)
+    runs["status"], runs["diverged_epoch"] = outcomes["status"], outcomes["diverged_epoch"]
+    runs.loc[runs["status"] != "completed", "test_acc"] = float("nan")
+    return runs
+
+
 def write_results(plan: Plan, paths: list[Path], *, figures: bool = True) -> list[Path]:
     """table.md, table.csv and the figures of the plan's runs, in `plan.out`."""
-    from .analysis import final_values
-
     history = load_runs(paths)
     md = results_table(history)
     (plan.out / "table.md").write_text(md + "\n")
-    final_values(history).to_csv(plan.out / "table.csv", index=False)
+    runs_table(history).to_csv(plan.out / "table.csv", index=False)
     written = [plan.out / "table.md", plan.out / "table.csv"]
     if figures:
         written += table1_figures(history, load_runs(paths, what="activations"),
@@ -311,7 +321,6 @@ def write_deeper_results(plan: Plan, paths: list[Path], *, figures: bool = True)
     the figures: test curves per depth, the mirroring angles B_l vs W_l^T, PEPITA's implied
     feedback angle, and each rule's update angle with BP, per layer."""
     from . import plots
-    from .analysis import final_values
 
     names = [name for name, _ in plan.runs]
     history = load_runs(paths)
@@ -324,7 +333,7 @@ def write_deeper_results(plan: Plan, paths: list[Path], *, figures: bool = True)
             wall[entry["run"]] = entry["wall_s"]
     md = deeper_table(history, names, wall)
     (plan.out / "table.md").write_text(md + "\n")
-    final_values(history).assign(variant=[variant_of(n) for n in names]).to_csv(
+    runs_table(history).assign(variant=[variant_of(n) for n in names]).to_csv(
         plan.out / "table.csv", index=False)
     written = [plan.out / "table.md", plan.out / "table.csv"]
     if figures:

@@ -169,7 +169,7 @@ def test_the_sweeps_table_lists_a_diverged_point_with_its_epoch_and_no_accuracy(
 
 def test_compare_and_reproduce_tables_say_when_a_run_diverged(tmp_path, capsys):
     from pepita_lab.cli import main
-    from pepita_lab.reproduce import results_table
+    from pepita_lab.reproduce import results_table, runs_table
 
     good = pl.RunConfig(dataset="synthetic", hidden=(16,), epochs=2, device="cpu")
     paths = [tmp_path / "good", tmp_path / "bad"]
@@ -189,6 +189,9 @@ def test_compare_and_reproduce_tables_say_when_a_run_diverged(tmp_path, capsys):
     assert "nan" not in out.lower()
     table = results_table(pl.load_runs(paths))
     assert "seed 1 diverged in epoch 1" in table and "nan" not in table.lower()
+    csv = runs_table(pl.load_runs(paths))  # reproduce's table.csv
+    assert csv["diverged_epoch"].tolist() == [-1, 1] and csv["test_acc"].isna().tolist() == [
+        False, True]
 
 
 def test_summary_table_never_shows_a_diverged_runs_last_value():
