@@ -97,6 +97,10 @@ def test_notebook_runs_in_smoke_mode(path, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PEPITA_LAB_RUNS", str(tmp_path / "runs"))
     # Tiny matrices: one thread avoids oversubscribing the CPU when other work runs beside.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # A kernel that sees this forwards nothing written to fd 2 (ipykernel's iostream), so the
+    # C++ side's output (the profiler's, a GPU probe) would pass unseen: the kernel gets the
+    # environment a user's kernel has.
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
@@ -187,3 +191,34 @@ def test_train_once_never_overwrites_a_finished_run(mode):
     (mode / "quick" / "demo" / "b" / "notes.txt").write_text("mine")  # not a run: kept
     assert notebook.train_once(config, "demo/b", progress=False).path.name == "b-2"
     assert (mode / "quick" / "demo" / "b" / "notes.txt").read_text() == "mine"
+
+
+def test_outcome_line_says_percent_epochs_and_what_went_wrong(mode):
+    notebook.set_quick(True)
+    assert notebook.plural(1, "epoch") == "1 epoch" and notebook.plural(2, "epoch") == "2 epochs"
+    config = RunConfig(dataset="synthetic", hidden=(8,), epochs=1, device="cpu", subset=256)
+    run = notebook.train_once(config, "demo/line", progress=False)
+    line = notebook.outcome_line(run, "mine")
+    assert line.startswith(f"mine: test accuracy {100 * run.test_acc:.2f} % after 1 epoch")
+    run.history.attrs["not_learned"] = "did not learn: ended at chance"
+    assert notebook.outcome_line(run).endswith("after 1 epoch; did not learn: ended at chance")
+    run.status = "diverged"
+    run.history.attrs["diverged_reason"] = "mean batch loss 24 nats"
+    assert notebook.outcome_line(run).endswith("; diverged: mean batch loss 24 nats")
+
+
+def test_the_stderr_check_sees_what_cpp_writes_to_fd_2(monkeypatch):
+    """The smoke test's stderr check can fail: a kernel forwards writes to fd 2 (as the
+    profiler's C++ side makes them) into the notebook as stderr outputs, which the check
+    does not take for progress bars."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # as the smoke test does
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3",
+                              "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os, time\nos.write(2, b'USDT:2026-12-07 21:07:37 1:1 X.cpp:39] profiler_start\\n')"
+        "\ntime.sleep(0.5)")]
+    NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT).execute()
+    err = [o.text for o in nb.cells[0].outputs if o.output_type == "stream"
+           and o.name == "stderr"]
+    assert err and not all(_progress_bar(line) for line in "".join(err).splitlines())
