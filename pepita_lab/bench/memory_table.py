@@ -77,10 +77,11 @@ MODEL_BELOW_MEASURED = (
     "keep (analysis.step_cost; docs/memory.md), while the step also allocates what the "
     "implementation makes around them (the pre-activation beside its masked copy, relu' as a "
     "float tensor, the scaled delta the momentum update multiplies, PEPITA's W_1 F update "
-    "temporaries): 1.2x to 2.3x on the lab's fully connected nets at batch 64 and more, more "
-    "on small nets and at batch 1, where temporaries of the weights' size dominate. BP by "
-    "autograd sits near 1x: one float per weight for its gradients, in its model too, "
-    "outweighs the rest.")
+    "temporaries, on conv nets the unpooled error map): 1.2x to 2.3x on fully connected nets "
+    "and 1.0x to 2.1x on the paper's conv net at batch 64, more on small nets and at batch 1, "
+    "where temporaries of the weights' size dominate. On fully connected nets BP by autograd "
+    "sits near 1x: its gradients, one float per weight and in its model too, outweigh the "
+    "rest.")
 
 
 def cost_notes(rows) -> str:
