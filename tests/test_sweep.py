@@ -135,6 +135,9 @@ def test_grid_has_only_the_swept_fields_as_dimensions_and_equals_the_sweep(in_pr
     flat = flatten(ds)  # the per-run view, one call away
     assert flat.test_acc.dims == ("run", "epoch") and flat.sizes["run"] == 8
     assert list(flat.seed.values) == [0, 1] * 4
+    backwards = pl.grid(BASE, lr=[0.1, 0.01], hidden=[(16,), (8,)], progress=False)
+    assert list(backwards.lr.values) == [0.1, 0.01]  # values in the order given
+    assert list(backwards.hidden.values) == ["16", "8"]
     old = pl.train_grid(BASE, lr=[0.01, 0.1], progress=False)  # the old name: flat runs
     assert old.sizes["run"] == 2 and list(old.lr.values) == [0.01, 0.1]
 

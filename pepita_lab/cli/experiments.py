@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -102,11 +103,15 @@ def cmd_sweep(args) -> int:
         if getattr(args, flag) is not None:  # 0 is a value too: refused, not the default
             check(getattr(args, flag), "--" + flag.replace("_", "-"))
     doc = load_spec_file(args.spec) if args.spec else {}
-    configs = configs_from_args(args)  # the base and the grid of --f-scale / --lr / --seed
+    # the base: the grid's first point, resolved as `train` resolves it; the points are not
+    # one population (the engine packs them, conv nets one at a time): SweepSpec checks them
+    first = argparse.Namespace(**{**vars(args), **{
+        k: getattr(args, k)[:1] for k in GRID_FLAGS if getattr(args, k, None) is not None}})
+    configs = configs_from_args(first)
     base = RunConfig.from_dict({**doc.get("base", {}), **{
         k: v for k, v in configs[0].to_dict().items()
         if getattr(args, k, None) is not None or (args.preset and k in PRESETS[args.preset])
-        or k in args.rule_settings}})
+        or k in first.rule_settings}})
     grid = dict(doc.get("grid", {}))
     # --f-scale 0.01 0.1, --lr ...: grid dimensions (seeds apart), in the order given
     given = [k for k in GRID_FLAGS if k != "seed" and getattr(args, k) is not None]

@@ -12,12 +12,13 @@ from ..config import RunConfig
 
 
 def run_pack(configs: list[RunConfig], threads: int | None = 1, imports: tuple = (),
-             data=None, progress: bool = False) -> list[xr.Dataset]:
+             data=None, progress: bool = False, **options) -> list[xr.Dataset]:
     """One task: train `configs` as one population (conv nets one after the other); their
     histories. Runs on a worker: `imports` are the modules that register the pack's rules
     there (a rule of your own); `threads` torch threads (None: as they are), `data` the
     dataset already loaded (in this process only); `progress`: the population's step bar (in
-    this process only: a grid's long packs then show progress between its run counts)."""
+    this process only: a grid's long packs then show progress between its run counts);
+    `options`: `train`'s (out: the run folders' parent, trace_every, snapshot_epochs)."""
     import importlib
 
     import torch
@@ -30,7 +31,7 @@ def run_pack(configs: list[RunConfig], threads: int | None = 1, imports: tuple =
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        runs = train_together(configs, progress=progress, data=data)
+        runs = train_together(configs, progress=progress, data=data, **options)
     finally:
         torch.set_num_threads(before)
     return [r.history for r in runs]
@@ -103,18 +104,20 @@ class Engine:
     def dashboard(self) -> str | None:
         return None if self.client is None else self.client.dashboard_link
 
-    def map(self, tasks: list[list[RunConfig]], threads: int | None, data=None):
+    def map(self, tasks: list[list[RunConfig]], threads: int | None, data=None,
+            options: dict | None = None):
         """Yield (pack, histories) as packs finish; `data` (in this process only) is the
-        dataset every pack trains on."""
+        dataset every pack trains on, `options` `run_pack`'s."""
+        options = options or {}
         if self.client is None:
             for pack in tasks:
-                yield pack, run_pack(pack, threads, data=data)
+                yield pack, run_pack(pack, threads, data=data, **options)
             return
         from dask.distributed import as_completed
 
         imports = rule_modules([c for pack in tasks for c in pack])
         futures = {self.client.submit(run_pack, pack, threads, imports, pure=False,
-                                      retries=3): pack for pack in tasks}
+                                      retries=3, **options): pack for pack in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
 

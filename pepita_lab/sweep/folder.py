@@ -77,13 +77,16 @@ def combine(spec: SweepSpec, found: list[tuple[RunConfig, xr.Dataset]]) -> xr.Da
 
 
 def _grid_dims(ds: xr.Dataset, dims: list[str]) -> xr.Dataset:
-    """Turn the `run` dimension of a complete grid into one dimension per swept field."""
+    """Turn the `run` dimension of a complete grid into one dimension per swept field, each
+    in the order its values were given (the grid's order: unstacking alone would sort them,
+    "16" before "8")."""
     run_coords = [k for k, v in ds.coords.items() if v.dims == ("run",) and k != "run"]
     keep = [k for k in run_coords if k not in dims]
     ds = ds.reset_coords(keep)  # unstack carries variables, so settings travel as variables
     if len(dims) == 1:  # seeds only: `seed` replaces `run`
         return ds.swap_dims(run=dims[0]).drop_vars("run").set_coords(keep)
-    return ds.set_index(run=dims).unstack("run").set_coords(keep)
+    order = {d: list(dict.fromkeys(ds[d].values.tolist())) for d in dims}
+    return ds.set_index(run=dims).unstack("run").sel(order).set_coords(keep)
 
 
 def flatten(ds: xr.Dataset) -> xr.Dataset:

@@ -16,7 +16,8 @@ from .spec import SweepSpec
 
 def grid(config: RunConfig, *, seeds=None, out: str | Path | None = None, workers: int = 0,
          scheduler: str | None = None, progress: bool = True, data=None, pack_size: int = 16,
-         threads: int | None = None, **fields) -> xr.Dataset:
+         threads: int | None = None, run_folders: str | Path | None = None,
+         trace_every: int | None = None, snapshot_epochs=None, **fields) -> xr.Dataset:
     """Train every combination of `fields` (config field -> list of values, e.g.
     `lr=[0.01, 0.1], f_scale=[0.05, 0.5]`) times `seeds` on top of `config`; return one
     dataset whose dimensions are the swept fields (in the order given) and `seed` only if
@@ -36,7 +37,10 @@ def grid(config: RunConfig, *, seeds=None, out: str | Path | None = None, worker
     so calling again with the same arguments finishes an interrupted grid (as `pepita-lab
     sweep --out`). `data`: your own data (`pl.train`'s), in this process only. `threads`:
     torch threads per task (default: as they are here, 1 on Dask workers). A progress bar
-    counts the grid's runs.
+    counts the grid's runs. Without `out`: `run_folders` gives every point a run folder
+    there, `run_folders/<run id>`, as `pl.train(out=...)` writes one (config, history,
+    activation snapshots at `snapshot_epochs`, checkpoint); `trace_every` records the traces
+    every N steps too, for every point (`pl.train`'s).
 
     Every point keeps its place: `status` says "completed" or "diverged" (with
     `diverged_epoch`, the epoch it diverged in); `pepita_lab.sweep.points_table(ds)` lists
@@ -57,6 +61,15 @@ def grid(config: RunConfig, *, seeds=None, out: str | Path | None = None, worker
     if not fields and not seeds_swept:
         raise ConfigError("a grid needs at least one field to sweep, e.g. "
                           "grid(config, lr=[0.01, 0.1]) or seeds=[0, 1]")
+    from ..api import _check_snapshot_epochs, _check_trace_every
+
+    _check_trace_every(trace_every)
+    options = {k: v for k, v in (("out", run_folders), ("trace_every", trace_every),
+                                 ("snapshot_epochs", _check_snapshot_epochs(snapshot_epochs)))
+               if v is not None}
+    if options and out is not None:
+        raise ConfigError(f"{', '.join(options).replace('out', 'run_folders')} cannot be used "
+                          "with out= (a sweep folder keeps each point's history only)")
     if data is not None and (out is not None or workers or scheduler):
         raise ConfigError("data= trains in this process without a sweep folder: leave out "
                           "out, workers and scheduler (or give the config's dataset)")
@@ -67,14 +80,15 @@ def grid(config: RunConfig, *, seeds=None, out: str | Path | None = None, worker
 
         ds = run_sweep(spec, out, workers=workers, scheduler=scheduler, progress=progress)
     else:
-        ds = _in_memory(spec, workers, scheduler, data, progress, threads)
+        ds = _in_memory(spec, workers, scheduler, data, progress, threads, options)
     return ds if seeds_swept else ds.isel(seed=0)
 
 
 def _in_memory(spec: SweepSpec, workers: int, scheduler, data, progress: bool,
-               threads) -> xr.Dataset:
-    """The grid's points trained without a folder: each dataset loaded once here, or on
-    Dask; their histories combined."""
+               threads, options: dict) -> xr.Dataset:
+    """The grid's points trained without a sweep folder: each dataset loaded once here, or
+    on Dask; their histories combined. `options`: `train`'s for every point (out, the run
+    folders' parent; trace_every; snapshot_epochs)."""
     from ..data import as_tensor_data, run_data
     from ..devices import resolve_device
     from .folder import point_id
@@ -98,13 +112,13 @@ def _in_memory(spec: SweepSpec, workers: int, scheduler, data, progress: bool,
                     loaded[key] = (as_tensor_data(data, c) if data is not None else
                                    run_data(c, resolve_device(c.device)))
                 for config, h in zip(pack, run_pack(pack, threads, data=loaded[key],
-                                                    progress=progress)):
+                                                    progress=progress, **options)):
                     done[point_id(config)] = h
                 bar.update(len(pack))
         else:
             if engine.cluster is not None:
                 prepare_data(points)
-            for pack, histories in engine.map(tasks, spec.threads):
+            for pack, histories in engine.map(tasks, spec.threads, options=options):
                 for config, h in zip(pack, histories):
                     done[point_id(config)] = h
                 bar.update(len(pack))
@@ -114,7 +128,8 @@ def _in_memory(spec: SweepSpec, workers: int, scheduler, data, progress: bool,
     return combine(spec, [(c, done[point_id(c)]) for c in points])
 
 
-def train_grid(base: RunConfig, *, progress: bool = True, **kwargs) -> xr.Dataset:
-    """`grid(base, **kwargs)` flattened to one `run` dimension (`flatten`): the layout of
-    earlier versions, kept for existing code; new code calls `pepita_lab.grid`."""
-    return flatten(grid(base, progress=progress, **kwargs))
+def train_grid(base: RunConfig, *, out: str | Path | None = None, progress: bool = True,
+               **kwargs) -> xr.Dataset:
+    """`grid(base, run_folders=out, **kwargs)` flattened to one `run` dimension (`flatten`):
+    the layout of earlier versions, kept for existing code; new code calls `pepita_lab.grid`."""
+    return flatten(grid(base, run_folders=out, progress=progress, **kwargs))
