@@ -35,8 +35,10 @@ class RunConfig:
 
     A value: checked when it is made (an invalid value, or an unknown field name, is a
     ConfigError naming the field), never changed afterwards (`replace` makes a changed copy).
-    It remembers which fields were given (`RunConfig(rule="ff", lr=0.1)`: rule and lr), so
-    that `pepita_lab.resolve` puts a rule's own settings in the others only. Each field's
+    It remembers which fields were given (`RunConfig(rule="ff", lr=0.1)`: rule and lr, though
+    0.1 is the default; `replace` adds the fields it changes; `dataclasses.replace` counts
+    every field as given), so that `pepita_lab.resolve` puts a rule's own settings in the
+    others only. Each field's
     `doc` (see `setting`) is its CLI help; `python -m pepita_lab.config` lists them."""
 
     rule: str = setting("pepita", "learning rule, by its registered name")
