@@ -112,3 +112,21 @@ def test_register_rule_is_one_call_or_a_class_decorator():
     finally:
         unregister("toy-decorated")
     assert "toy-decorated" not in rule_names()
+
+
+def test_dask_workers_are_told_which_module_registers_it():
+    from pepita_lab.config import ConfigError
+    from pepita_lab.sweep import rule_modules
+
+    assert rule_modules([BASE, BASE.replace(rule="pepita")]) == (ErrorSignDFA.__module__,)
+
+    class InAScript(ErrorSignDFA):
+        name = "toy-in-main"
+
+    InAScript.__module__ = "__main__"  # as a rule defined in a notebook cell
+    register(InAScript())
+    try:
+        with pytest.raises(ConfigError, match="Dask workers cannot import it"):
+            rule_modules([BASE.replace(rule="toy-in-main")])
+    finally:
+        unregister("toy-in-main")
