@@ -354,7 +354,7 @@ def test_api_refusals_are_the_projects_errors(tmp_path):
     with pytest.raises(ConfigError, match="expected a RunConfig"):
         pl.train("paper-mnist")
     with pytest.raises(ConfigError, match="non-empty list"):
-        pl.train_grid(CFG, lr=[])
+        pl.grid(CFG, lr=[])
     with pytest.raises(ConfigError, match="non-empty list"):
         pl.train_population([])
     a = pl.train(CFG, out=tmp_path / "a", progress=False)
