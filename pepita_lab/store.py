@@ -300,7 +300,7 @@ def read_config(path: Path) -> RunConfig:
                              f"(run folder format {version!r}, this version reads "
                              f"{FORMAT_VERSION})")
     try:
-        return RunConfig.from_dict(doc["config"])
+        return RunConfig.from_dict(doc["config"], check_rule=False)
     except (ConfigError, TypeError, KeyError) as err:
         raise RunFolderError(f"{file} holds an invalid config: {err}") from None
 

@@ -32,8 +32,10 @@ class ErrorSignDFA(Rule):
 
 
 NAME = ErrorSignDFA.name
+register(ErrorSignDFA())  # a config names only a known rule: registered while BASE is made
 BASE = pl.RunConfig(rule=NAME, dataset="synthetic", hidden=(24, 12), epochs=2, batch_size=32,
                     lr=0.02, feedback_scale=0.1, device="cpu", subset=512)
+unregister(NAME)  # each test registers it again (the fixture below)
 
 
 @pytest.fixture(autouse=True)

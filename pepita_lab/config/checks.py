@@ -66,6 +66,39 @@ def _choice(name, value, allowed):
     return value
 
 
+BUILTIN_RULES = ("pepita", "bp", "fa", "dfa", "drtp", "ff")
+
+
+def rule_names() -> list[str]:
+    """The rules a config may name: the built-in ones, those registered in this process
+    (`pepita_lab.register_rule`; read from the registry only if it is loaded, since the config
+    layer imports no rule) and those of installed packages' `pepita_lab.rules` entry points."""
+    import sys
+    from importlib.metadata import entry_points
+
+    names = set(BUILTIN_RULES)
+    rules = sys.modules.get("pepita_lab.rules")
+    if rules is not None and hasattr(rules, "rule_names"):
+        names.update(rules.rule_names())
+    names.update(ep.name for ep in entry_points(group="pepita_lab.rules"))
+    return sorted(names)
+
+
+def _known_rule(name: str, value: str) -> str:
+    if value in BUILTIN_RULES:
+        return value
+    names = rule_names()
+    if value not in names:
+        from .names import nearest
+
+        guess = nearest(value, names)
+        hint = f"did you mean {guess!r}? " if guess is not None and guess != value else ""
+        _fail(name, value, f"{hint}expected one of {', '.join(names)} (a rule of your own: "
+                           "pepita_lab.register_rule before making the config, or an entry "
+                           "point; docs/adding-a-rule.md)")
+    return value
+
+
 def _int_tuple(name, value, *, low):
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
@@ -95,7 +128,7 @@ class Allowed:
         if self.kind == "name":
             if not isinstance(value, str) or not value:
                 _fail(name, value, "expected a rule's name")
-            return value
+            return _known_rule(name, value)
         if self.kind == "choice":
             return _choice(name, value, self.choices)
         if self.kind == "bool":

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from .checks import ALLOWED, checked_values
+from .checks import ALLOWED, BUILTIN_RULES, checked_values
 from .facts import CONV_FIELDS, DATASETS, ConfigError
 from .names import unknown_name
 
@@ -174,7 +174,8 @@ class RunConfig:
 
     def with_set_fields(self, names) -> "RunConfig":
         """This config, with `names` the fields counted as given (`set_fields`)."""
-        new = self.replace()
+        new = object.__new__(RunConfig)  # the same values, already checked
+        new.__dict__.update(self.__dict__)
         object.__setattr__(new, "_set", frozenset(names))
         return new
 
@@ -208,14 +209,21 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict, *, check_rule: bool = True) -> "RunConfig":
         """The config of `d` (field: value; a stored run's config.json): every field it holds
-        counts as given. An unknown name is a ConfigError naming the nearest field."""
+        counts as given. An unknown name is a ConfigError naming the nearest field.
+        `check_rule=False` takes a rule name that no registered rule has (a stored run of a
+        rule of your own is read without registering the rule; training it needs the rule)."""
         names = [f.name for f in dataclasses.fields(cls)]
         for name in d:
             if name not in names:
                 raise unknown_name(name, "RunConfig.from_dict", names)
-        return cls(**d)
+        rule = d.get("rule")
+        if check_rule or not isinstance(rule, str) or not rule or rule in BUILTIN_RULES:
+            return cls(**d)
+        config = cls(**{**d, "rule": "pepita"})
+        object.__setattr__(config, "rule", rule)
+        return config
 
 
 def _default(f: dataclasses.Field):
@@ -223,7 +231,9 @@ def _default(f: dataclasses.Field):
 
 
 def _rebuild(values: dict, given: tuple) -> RunConfig:
-    return RunConfig(**values).with_set_fields(given)
+    # Unpickled (a Dask worker, a copy): checked where it was made. A worker may unpickle a
+    # config of a rule registered by a module it imports only when the task starts.
+    return RunConfig.from_dict(values, check_rule=False).with_set_fields(given)
 
 
 def _field_help(f: dataclasses.Field) -> str:
