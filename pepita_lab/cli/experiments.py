@@ -62,11 +62,13 @@ def cmd_reproduce(args) -> int:
         print(f"wrote {len(written)} files in {written[0].parent}")
         return 0
 
+    if args.what == "deeper" and args.search:
+        return _searched(args)
     if args.what == "deeper":
         from ..reproduce import deeper_plan, write_deeper_results
 
         plan = deeper_plan(args.dataset, depths=args.depths, width=args.width,
-                           seeds=args.seeds, baseline_seeds=args.baseline_seeds,
+                           seeds=args.seeds, baseline_seeds=args.baseline_seeds or 1,
                            variants=args.variants, epochs=args.epochs, lr=args.lr,
                            out=args.out or f"results/deeper/{args.dataset}",
                            subset=args.subset, data_dir=args.data_dir, device=args.device)
@@ -83,6 +85,32 @@ def cmd_reproduce(args) -> int:
     written = write_results(plan, paths, figures=not args.no_figures)
     print((plan.out / "table.md").read_text().rstrip())
     print(f"wrote {len(written)} files in {plan.out}")
+    return 0
+
+
+def _searched(args) -> int:
+    """`reproduce deeper --search`: the searches, then the long runs (`reproduce.searched`)."""
+    import torch
+
+    from ..reproduce import DEEPER_VARIANTS
+    from ..reproduce.searched import SearchedSpec, run_searched
+
+    if args.lr is not None:
+        raise ConfigError("--lr is not a --search flag: the search finds each cell's lr")
+    torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("data_dir", "device", "subset")
+                 if getattr(args, k) is not None}
+    spec = SearchedSpec(dataset=args.dataset, depths=args.depths, width=args.width,
+                        variants=args.variants or tuple(DEEPER_VARIANTS),
+                        epochs=args.epochs or 30, seeds=args.seeds,
+                        baseline_seeds=args.baseline_seeds or 2, candidates=args.candidates,
+                        rungs=args.rungs, search_train=args.search_train,
+                        search_val=args.search_val, overrides=overrides)
+    out = Path(args.out or f"results/deeper/searched-{args.dataset}")
+    written = run_searched(spec, out, progress=not args.quiet, figures=not args.no_figures,
+                           command=" ".join(["pepita-lab", *sys.argv[1:]]))
+    print((out / "table.md").read_text().rstrip())
+    print(f"wrote {len(written)} files in {out}")
     return 0
 
 

@@ -172,12 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a subset of: pepita, pepita-minus, pepita+wd+norm, pepita+mirror, bp, fa, ff")
     r.add_argument("--seeds", type=int, default=3,
                    help="seeds of the PEPITA variants and BP (default 3)")
-    r.add_argument("--baseline-seeds", type=int, default=1,
-                   help="seeds of FA and FF (default 1)")
+    r.add_argument("--baseline-seeds", type=int,
+                   help="seeds of FA and FF (default 1; with --search: of BP, FA and FF, "
+                        "default 2)")
     r.add_argument("--epochs", type=int, help="override the paper's 100 epochs (the lr "
-                                              "milestones move to 60 %% and 90 %% of them)")
+                                              "milestones move to 60 %% and 90 %% of them; "
+                                              "with --search default 30)")
     r.add_argument("--lr", type=float, help="the lr of the variants that take the paper's "
                                             "(FF and pepita+wd+norm keep their own)")
+    r.add_argument("--search", action="store_true",
+                   help="each cell at its own settings: search them on a validation split "
+                        "held out of the training set (successive halving), then train every "
+                        "cell long over seeds; resumable, and processes running the same "
+                        "command share the work (docs/results/deeper/README.md)")
+    r.add_argument("--candidates", type=int, default=8,
+                   help="--search: settings tried per cell (default 8)")
+    r.add_argument("--rungs", type=int, nargs="+", default=[1, 3],
+                   help="--search: epochs of each halving rung (default 1 3)")
+    r.add_argument("--search-train", type=int, default=20000,
+                   help="--search: training samples of the search (the first N)")
+    r.add_argument("--search-val", type=int, default=10000,
+                   help="--search: validation samples (the last N of the training set)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="--search: torch threads of this process (default 1)")
     r.add_argument("--subset", type=int, help="train on the first N samples only")
     r.add_argument("--data-dir")
     r.add_argument("--device")
