@@ -151,6 +151,7 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
         if progress:
             print(f"[deeper] {text}", flush=True)
 
+    bars = progress and sys.stderr.isatty()  # step bars on a terminal, not in a log file
     items = [("search", c) for c in cells] + [("runs", c) for c in cells]
     waiting = []
     for kind, cell in items:
@@ -160,11 +161,11 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
                 out, "search", cell, lambda: None):
             waiting.append((kind, cell))  # its search is running in another process
             continue
-        _try(out, kind, cell, lambda: _work(spec, out, kind, cell, cells[cell], log, progress))
+        _try(out, kind, cell, lambda: _work(spec, out, kind, cell, cells[cell], log, bars))
         say(progress_line(spec, out, cells))
     for kind, cell in waiting:
         _hold(out, "search", cell)  # wait for the other process's search, then go on
-        _try(out, kind, cell, lambda: _work(spec, out, kind, cell, cells[cell], log, progress))
+        _try(out, kind, cell, lambda: _work(spec, out, kind, cell, cells[cell], log, bars))
         say(progress_line(spec, out, cells))
     lock = locks.acquire(out / "claims" / "tables.lock")
     try:
