@@ -83,7 +83,7 @@ def ensure_search(spec: SearchedSpec, out: Path, cell: str, config: RunConfig,
     from ..files import atomic_write_bytes
 
     done = search_result(out, cell)
-    budget = {"base": config.to_dict(), "candidates": spec.candidates,
+    budget = {"base": config.identity(), "candidates": spec.candidates,
               "rungs": list(spec.rungs), "keep": spec.keep,
               "split": [spec.search_train, spec.search_val]}
     if done is not None:
