@@ -53,3 +53,25 @@ def epochs_done(path: Path) -> int:
     except Exception:
         return 0
     return int(h.sizes.get("epoch", 1)) - 1  # epoch 0 is the initial net
+
+
+def finished_histories(out: str | Path):
+    """The histories of every finished long run under `out/runs/<cell>/` (completed or
+    diverged), concatenated along `run` with their settings as coordinates and `variant`;
+    read from the history files alone (committed results have no checkpoints). None if
+    no run has finished."""
+    import xarray as xr
+
+    from ..records import with_run_coords
+    from ..store import read_config
+
+    histories = []
+    for path in sorted(Path(out).glob("runs/*/*/history.nc")):
+        config = read_config(path.parent)
+        if run_state(path.parent, config) == "done":
+            h = with_run_coords(read_netcdf(path), config)
+            histories.append(h.assign_coords(variant=path.parent.parent.name.split("-", 1)[1]))
+    if not histories:
+        return None
+    return xr.concat(histories, dim="run", join="outer", coords="all",
+                     combine_attrs="drop_conflicts")
