@@ -112,6 +112,9 @@ def test_resuming_after_an_interruption_gives_the_same_table(tmp_path, monkeypat
     assert len(searched) == 6  # both cells searched: 2 rungs and a result each
     partial = sorted((out / "runs").rglob("checkpoint.pt"))
     assert len(partial) == 2 and not (out / "table.md").exists()
+    run_searched(tiny_spec(), out, progress=False, figures=False, train=False)  # the state
+    assert "| pepita | 2 of 2 not finished |" in (out / "table.md").read_text()
+    assert sorted((out / "runs").rglob("checkpoint.pt")) == partial
     run_searched(tiny_spec(), out, progress=False, figures=False)
     assert {p: p.stat().st_mtime_ns for p in (out / "search").rglob("*.json")} == searched
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -108,7 +108,8 @@ def _searched(args) -> int:
                         search_val=args.search_val, overrides=overrides)
     out = Path(args.out or f"results/deeper/searched-{args.dataset}")
     written = run_searched(spec, out, progress=not args.quiet, figures=not args.no_figures,
-                           command=" ".join(["pepita-lab", *sys.argv[1:]]))
+                           command=" ".join(["pepita-lab", *sys.argv[1:]]),
+                           train=not args.write_only)
     print((out / "table.md").read_text().rstrip())
     print(f"wrote {len(written)} files in {out}")
     return 0

@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--search: validation samples (the last N of the training set)")
     r.add_argument("--threads", type=int, default=1,
                    help="--search: torch threads of this process (default 1)")
+    r.add_argument("--write-only", action="store_true",
+                   help="--search: train nothing; write the tables and figures from what is "
+                        "finished so far")
     r.add_argument("--subset", type=int, help="train on the first N samples only")
     r.add_argument("--data-dir")
     r.add_argument("--device")

@@ -132,11 +132,11 @@ def train_cell(out: Path, cell: str, configs: list[RunConfig], progress: bool) -
 
 
 def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
-                 figures: bool = True, command: str = "") -> list[Path]:
+                 figures: bool = True, command: str = "", train: bool = True) -> list[Path]:
     """Run (or finish) the searches and the long runs of `spec` in `out`, sharing the work
     with any other process running the same command there; then write the tables and
-    figures from what is finished (`searched_tables.write_searched`). Returns the files
-    written."""
+    figures from what is finished (`searched_tables.write_searched`). `train=False` only
+    writes them (from what is finished so far). Returns the files written."""
     from .searched_tables import write_searched
 
     out = Path(out)
@@ -151,8 +151,14 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
         if progress:
             print(f"[deeper] {text}", flush=True)
 
+    if command and train:
+        from .. import __version__
+        from ..records import write_json
+
+        write_json({"command": command, "pepita_lab_version": __version__,
+                    "python": sys.version.split()[0]}, out / "made_by.json")
     bars = progress and sys.stderr.isatty()  # step bars on a terminal, not in a log file
-    items = [("search", c) for c in cells] + [("runs", c) for c in cells]
+    items = [("search", c) for c in cells] + [("runs", c) for c in cells] if train else []
     waiting = []
     for kind, cell in items:
         if _item_done(spec, out, kind, cell, cells[cell]):
@@ -170,12 +176,6 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
     lock = locks.acquire(out / "claims" / "tables.lock")
     try:
         written = write_searched(spec, out, cells, figures=figures)
-        if command:
-            from .. import __version__
-            from ..records import write_json
-
-            write_json({"command": command, "pepita_lab_version": __version__,
-                        "python": sys.version.split()[0]}, out / "made_by.json")
     finally:
         locks.release(lock)
     say(progress_line(spec, out, cells))
