@@ -137,17 +137,19 @@ def _g(value) -> str:
 
 
 def cost_table(out: Path) -> str:
-    """Markdown: measured wall seconds per run-epoch (one thread, the whole training set) of
-    the long runs, per cell, from `log.jsonl`; and the searches' wall time."""
+    """Markdown: every item's wall time from `log.jsonl` and its seconds per epoch of 60000
+    images (one thread): a long run's per run-epoch, a search's per candidate-epoch (a
+    population's members counted each)."""
     log = out / "log.jsonl"
     entries = [json.loads(line) for line in (log.read_text().splitlines()
                                              if log.exists() else [])]
-    lines = ["| item | depth | wall (min) | run-epochs | s per run-epoch |",
+    lines = ["| item | depth | wall (min) | epochs of 60000 images | s per epoch |",
              "| --- | --- | --- | --- | --- |"]
-    for e in entries:
-        per = (f"{e['wall_s'] / e['run_epochs']:.1f}" if e.get("run_epochs") else "")
+    for e in entries:  # a search's epochs: its candidates' samples over 60000
+        epochs = e.get("run_epochs") or e.get("sample_epochs", 0) / 60000
+        per = f"{e['wall_s'] / epochs:.1f}" if epochs else ""
         lines.append(f"| {e['item']} | {e['depth']} | {e['wall_s'] / 60:.1f} | "
-                     f"{e.get('run_epochs', '')} | {per} |")
+                     f"{epochs:.3g} | {per} |")
     return "\n".join(lines)
 
 
