@@ -259,13 +259,19 @@ def progress_line(spec: SearchedSpec, out: Path, cells: dict) -> str:
 
 
 def epoch_seconds(out: Path) -> dict[int, float]:
-    """Measured seconds per run-epoch (60000 samples) by depth, from the long runs' log."""
+    """Measured seconds per epoch of 60000 samples by depth, from `log.jsonl`: the long
+    runs' run-epochs, and the searches' candidate-epochs until a long run has finished."""
     total: dict[int, list[float]] = {}
+    searched: dict[int, list[float]] = {}
     log = out / "log.jsonl"
     for line in log.read_text().splitlines() if log.exists() else []:
         entry = json.loads(line)
-        if entry.get("run_epochs"):
-            t = total.setdefault(entry["depth"], [0.0, 0.0])
+        epochs = entry.get("run_epochs") or 0
+        t = total if epochs else searched
+        epochs = epochs or entry.get("sample_epochs", 0) / 60000
+        if epochs:
+            t = t.setdefault(entry["depth"], [0.0, 0.0])
             t[0] += entry["wall_s"]
-            t[1] += entry["run_epochs"]
+            t[1] += epochs
+    total = {**searched, **total}
     return {d: s / n for d, (s, n) in total.items() if n}
