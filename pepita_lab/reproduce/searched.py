@@ -91,7 +91,7 @@ def ensure_search(spec: SearchedSpec, out: Path, cell: str, config: RunConfig,
             raise ConfigError(f"{out / 'search' / cell} holds a search of other settings: "
                               "choose a new --out (or rerun the command that made it)")
         return done
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     data, split = search.validation_split(search.training_data(config), spec.search_train,
                                           spec.search_val)
     found = search.search_cell(config, out / "search" / cell, data, n=spec.candidates,
@@ -101,6 +101,7 @@ def ensure_search(spec: SearchedSpec, out: Path, cell: str, config: RunConfig,
                        json.dumps(result, indent=1).encode())
     log({"item": f"search {cell}", "depth": depth_of(cell),
          "wall_s": round(time.perf_counter() - start, 1),
+         "cpu_s": round(time.process_time() - cpu, 1),
          "sample_epochs": spec.search_train * sum(
              spec.candidates * spec.keep ** i * e for i, e in enumerate(spec.rungs))})
     return result
@@ -191,11 +192,12 @@ def _work(spec, out, kind, cell, config, log, progress) -> None:
             locks.release(lock)
     result = ensure_search(spec, out, cell, config, log)
     if kind == "runs" and result["settings"] is not None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         trained = train_cell(out, cell, long_configs(spec, config, result["settings"]),
                              progress)
         log({"item": f"runs {cell}", "depth": depth_of(cell), "run_epochs": trained,
-             "wall_s": round(time.perf_counter() - start, 1)})
+             "wall_s": round(time.perf_counter() - start, 1),
+             "cpu_s": round(time.process_time() - cpu, 1)})
 
 
 def _item_done(spec, out, kind, cell, config) -> bool:

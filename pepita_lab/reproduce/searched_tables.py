@@ -138,18 +138,20 @@ def _g(value) -> str:
 
 def cost_table(out: Path) -> str:
     """Markdown: every item's wall time from `log.jsonl` and its seconds per epoch of 60000
-    images (one thread): a long run's per run-epoch, a search's per candidate-epoch (a
+    images (one thread), wall and CPU (the CPU time of the process: what it costs where other
+    work shares the cores): a long run's per run-epoch, a search's per candidate-epoch (a
     population's members counted each)."""
     log = out / "log.jsonl"
     entries = [json.loads(line) for line in (log.read_text().splitlines()
                                              if log.exists() else [])]
-    lines = ["| item | depth | wall (min) | epochs of 60000 images | s per epoch |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| item | depth | wall (min) | epochs of 60000 images | wall s per epoch | "
+             "CPU s per epoch |", "| --- | --- | --- | --- | --- | --- |"]
     for e in entries:  # a search's epochs: its candidates' samples over 60000
         epochs = e.get("run_epochs") or e.get("sample_epochs", 0) / 60000
         per = f"{e['wall_s'] / epochs:.1f}" if epochs else ""
+        cpu = f"{e['cpu_s'] / epochs:.1f}" if epochs and "cpu_s" in e else ""
         lines.append(f"| {e['item']} | {e['depth']} | {e['wall_s'] / 60:.1f} | "
-                     f"{epochs:.3g} | {per} |")
+                     f"{epochs:.3g} | {per} | {cpu} |")
     return "\n".join(lines)
 
 
