@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from pepita_lab.bench import _config, random_data, trainer_step
     from pepita_lab.devices import keep_freed_memory
     from pepita_lab.kernels import conv_relu, maps_layout, max_pool
-    from pepita_lab.rules.common import weight_update
+    from pepita_lab.rules.factors import weight_update
     from pepita_lab.training import Trainer
 
     if args.threads:

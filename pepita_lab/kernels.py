@@ -1,10 +1,13 @@
 """CPU kernels of the conv path: channels-last maps, oneDNN's convolution with the ReLU fused
 in, max-pooling by strided maxima. Each returns the numbers of the plain PyTorch call it stands
 in for (tested against it); elsewhere (GPUs, autograd, autocast) they fall back to that call.
-Measurements behind each choice: docs/performance.md and docs/conv.md.
+Also the members' batched products (`mm`, `addmm_`) and the dropout draw
+(`draw_dropout_mask`). Measurements behind each choice: docs/performance.md and docs/conv.md.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from typing import Callable
@@ -138,3 +141,43 @@ def addmm_(v: Tensor, a: Tensor, b: Tensor, *, beta: float, alpha: float) -> Ten
     a = a if a.dim() == 3 else a.expand(K, *a.shape)
     b = b if b.dim() == 3 else b.expand(K, *b.shape)
     return v.baddbmm_(a, b, beta=beta, alpha=alpha)
+
+
+def draw_dropout_mask(mask: Tensor, keep: float, generator: torch.Generator) -> Tensor:
+    """Fill `mask` in place with `1 / keep` (with probability `keep`) or 0, independently per
+    element, from `generator` (one member's stream), in the mask's memory order.
+
+    Exact: each element takes 24 random bits, an integer U uniform on [0, 2^24), and is kept
+    if U < T = floor(keep 2^24); where U = T (probability 2^-24) 24 more bits V decide, kept
+    if V < R = round(frac(keep 2^24) 2^24). So P(kept) = (T + R 2^-24) 2^-24, within 2^-49 of
+    `keep` (a float32 `keep` is itself only resolved to 2^-48 or coarser above 2^-24): no
+    coarser grid than keep's own (0.5.0's `uniform_` compare rounded keep to 2^-24).
+    24 bits are 3 bytes of 64-bit words from `random_`, half the generator calls of
+    `uniform_`'s one per element (docs/performance.md has the gain on the epoch). On a CPU a
+    tie is looked for (one reduction) and resolved where one occurs; elsewhere every element
+    takes its V (no host sync)."""
+    flat = _memory_order(mask)
+    s = keep * 2 ** 24
+    u = _bits24(flat, generator).sub_(math.floor(s))  # kept where < 0, a tie where 0
+    R = round((s - math.floor(s)) * 2 ** 24)  # a tie is kept with probability R / 2^24
+    if R and flat.device.type != "cpu":
+        u.masked_fill_((u == 0) & (_bits24(torch.empty_like(u), generator) < R), -1.0)
+    elif R and bool(u.abs().amin() == 0):
+        ties = (u == 0).nonzero().view(-1)
+        u[ties] = torch.where(_bits24(u.new_empty(ties.numel()), generator) < R, -1.0, 1.0)
+    u.lt_(0).div_(keep)
+    return mask
+
+
+def _bits24(out: Tensor, generator: torch.Generator) -> Tensor:
+    """`out` (flat float32) filled with independent integers uniform on [0, 2^24), exact in
+    float32: 3 bytes each of 64-bit words from `generator` (a 16-bit and an 8-bit part)."""
+    n = out.numel()
+    words = torch.empty(-(-3 * n // 8), dtype=torch.int64, device=out.device)
+    b = words.random_(-2 ** 63, None, generator=generator).view(torch.uint8)
+    return out.copy_(b[:2 * n].view(torch.int16)).add_(2 ** 15).mul_(256).add_(b[2 * n:3 * n])
+
+
+def _memory_order(mask: Tensor) -> Tensor:
+    """A flat view of `mask`'s memory: contiguous, or a channels-last map (B, c, H, W)."""
+    return (mask if mask.is_contiguous() else mask.permute(0, 2, 3, 1)).view(-1)

@@ -1,7 +1,7 @@
 """The momentum update: a rule's factors folded into every member's weights by SGD with
 momentum (the training loop's `Trainer.apply`).
 
-For each layer l, from the factors `(delta_l, a_l)` of a batch of B samples (`rules.common`),
+For each layer l, from the factors `(delta_l, a_l)` of a batch of B samples (`rules.factors`),
 the paper's update (momentum m, learning rate lr, one per member) is
 
     v_l = m v_l + lr / B delta_l^T a_l,        W_l -= v_l
@@ -23,17 +23,18 @@ from torch import Tensor
 
 from .kernels import addmm_
 from .nets import Net, is_conv
-from .rules.common import Factors, bias_update, weight_update
+from .rules.factors import Factors, bias_update, weight_update
 
 
 def momentum_update(net: Net, velocity: list[Tensor], f: Factors, lr, momentum: float, *,
                     frozen: Tensor | None = None, layers: range | None = None,
-                    tracked=None) -> None:
+                    follow=None) -> None:
     """`v = momentum v + lr dW; W -= v` for every layer (and bias) of every member,
     `dW = delta^T a / B`. `lr`: a number, or (K, 1, 1) per member; `frozen`: (K,) True for the
-    diverged members, or None; `layers`: only these layers and their biases; `tracked`: the
-    rule's state that follows the first layer's update (`pepita_fast.FirstLayerFeedback`)."""
-    scale = lr / f.batch  # a number, or (K, 1, 1)
+    diverged members, or None; `layers`: only these layers and their biases; `follow(l, delta,
+    a, momentum)`: called with each fully connected layer's factors as folded (lr / B in one
+    of them; `Step.fold`)."""
+    scale = lr / _batch(f)  # a number, or (K, 1, 1)
     n_w = len(net.weights)
     for l, p in enumerate(net.params()):
         j = l % n_w  # the layer
@@ -48,8 +49,8 @@ def momentum_update(net: Net, velocity: list[Tensor], f: Factors, lr, momentum: 
         else:  # (K, out, in): lr on the narrower factor, one baddbmm
             delta, a = _scaled_factors(delta, members_only(f.inputs[j], frozen, 3), scale)
             addmm_(v, delta.mT, a, beta=momentum, alpha=1.0)
-            if tracked is not None:
-                tracked.advance(j, delta, a, momentum)
+            if follow is not None:
+                follow(j, delta, a, momentum)
         p.sub_(v)
 
 
@@ -59,7 +60,7 @@ def general_update(net: Net, velocity: list[Tensor], f: Factors, lr, momentum: f
     """`momentum_update` with weight decay λ (`weight_decay`: a number or (K, 1, 1)) or torch's
     momentum convention: `v = m v + g (dW + λ W); W -= o v`, (g, o) = (lr, 1) for `style`
     "paper", (1, lr) for "torch" (torch.optim.SGD)."""
-    B = f.batch
+    B = _batch(f)
     gain, out = (lr, 1.0) if style == "paper" else (1.0, lr)
     n_w = len(net.weights)
     for l, p in enumerate(net.params()):
@@ -70,6 +71,11 @@ def general_update(net: Net, velocity: list[Tensor], f: Factors, lr, momentum: f
         g = members_only(_scaled(dW / B + _scaled(p, weight_decay), gain), frozen, p.dim())
         v.mul_(momentum).add_(g)
         p.sub_(_scaled(v, out))
+
+
+def _batch(f: Factors) -> int:
+    """`Factors.batch`, read here (one module fewer in every step)."""
+    return f.probs.shape[-2] if f.probs is not None else f.n
 
 
 def members_only(t: Tensor, frozen: Tensor | None, rank: int) -> Tensor:

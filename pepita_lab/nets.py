@@ -78,15 +78,16 @@ def layer_input(h: Tensor, below: Tensor, W: Tensor, pool: int) -> Tensor:
 
 def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
                  biases: list[Tensor] | None = None, first_pre: Tensor | None = None,
-                 pool: int = 1, softmax: bool = True,
-                 normalize: bool = False) -> tuple[list[Tensor], list[Tensor]]:
+                 pool: int = 1, softmax: bool = True, normalize: bool = False,
+                 keep: bool = True) -> tuple[list[Tensor], list[Tensor]]:
     """`(hs, ins)`: layer outputs `[h_0 = x, h_1, ..., h_L]` (ReLU hidden layers times their
     dropout masks, softmax output, or the logits if not `softmax`) and each layer's input
     `ins[l]` (`h_l` itself, pooled and flattened after a conv layer). `first_pre`, if given, is
     layer 1's pre-activation already computed. With `normalize` (fully connected layers, the
     ICLR 2024 PEPITA), each hidden output is divided by its norm over the batch: the Frobenius
     norm of the (B, n) batch (a population: of each member's). Conv maps are channels-last on
-    the CPU (`maps_layout`)."""
+    the CPU (`maps_layout`). Without `keep`, only the output is kept, `([h_L], [])`: each
+    layer's input is dropped once the next exists (at most two layers alive)."""
     if is_conv(weights[0]):
         x = maps_layout(x)
     hs, ins = [x], []
@@ -94,13 +95,24 @@ def forward_pass(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = 
     L = len(weights)
     for l, W in enumerate(weights):
         a_in = h if l == 0 else layer_input(h, weights[l - 1], W, pool)
-        ins.append(a_in)
+        if keep:
+            ins.append(a_in)
         h = layer_forward(W, a_in, None if biases is None else biases[l],
                           None if masks is None or l == L - 1 else masks[l], last=l == L - 1,
                           pre=first_pre if l == 0 else None, softmax=softmax,
                           normalize=normalize)
-        hs.append(h)
-    return hs, ins
+        del a_in
+        if keep:
+            hs.append(h)
+    return (hs, ins) if keep else ([h], [])
+
+
+def forward_output(weights: list[Tensor], x: Tensor, masks: list[Tensor] | None = None,
+                   biases: list[Tensor] | None = None, pool: int = 1,
+                   normalize: bool = False) -> Tensor:
+    """The output h_L (softmax) of `forward_pass`, one layer alive at a time."""
+    return forward_pass(weights, x, masks, biases, pool=pool, normalize=normalize,
+                        keep=False)[0][-1]
 
 
 def layer_forward(W: Tensor, a_in: Tensor, b: Tensor | None = None, mask: Tensor | None = None,
@@ -109,7 +121,7 @@ def layer_forward(W: Tensor, a_in: Tensor, b: Tensor | None = None, mask: Tensor
     """One layer of `forward_pass` on its input `a_in`: a hidden layer's ReLU output times its
     dropout mask (normalised with `normalize`), or the last layer's softmax (its logits if not
     `softmax`). `pre`, if given, is the layer's pre-activation already computed. A step that
-    keeps one layer at a time (`rules.pepita_streamed`) calls it layer by layer."""
+    keeps one layer at a time (`rules.pepita.passes`, streamed) calls it layer by layer."""
     if not last:
         if pre is not None:
             h = torch.relu(pre)

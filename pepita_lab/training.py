@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -25,13 +26,13 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import as_tensor_data, run_data
 from .devices import fast_step, keep_freed_memory, precision, resolve_device, synchronize
-from .kernels import maps_layout
+from .kernels import draw_dropout_mask, maps_layout
 from .momentum import general_update, momentum_update
 from .members import (HISTORY_FIELDS, Callback, History, Member, check_population,
                       member_columns, shared_settings, stack_nets, trains_as_population)
 from .nets import Net, init_net
-from .rules import Factors, get_rule
-from .rules.base import DIVERGENCE_LOSS
+from .rules import Factors, Step, get_rule
+from .rules.interface import DIVERGENCE_LOSS
 
 __all__ = ["Trainer", "Member", "History", "HISTORY_FIELDS", "Callback", "lr_at",
            "divergence_reason", "draw_dropout_mask", "shared_settings", "trains_as_population",
@@ -53,13 +54,11 @@ def divergence_reason(mean_loss: float, limit: float = DIVERGENCE_LOSS) -> str |
     return f"mean batch loss {mean_loss:.4g} nats (limit {limit:g})"
 
 
-def draw_dropout_mask(mask: Tensor, keep: float, generator: torch.Generator) -> Tensor:
-    """Fill `mask` in place with `1 / keep` (with probability `keep`) or 0, from `generator`.
+def _float(t: Tensor | None) -> Tensor | None:
+    return t.float() if t is not None and t.dtype == torch.bfloat16 else t
 
-    A uniform draw compared with `keep`: the same distribution as `bernoulli_(keep)` at about
-    half its cost on the CPU (its own random stream, so runs differ bitwise from those made
-    with `bernoulli_` before pepita-lab 0.2)."""
-    return mask.uniform_(generator=generator).lt_(keep).div_(keep)
+
+_no_context = nullcontext()
 
 
 def lr_at(config: RunConfig, epoch_index: int) -> float:
@@ -103,15 +102,23 @@ class Trainer:
                          feedback=self.rule.init_feedback) for c in configs]
         self.net: Net = stack_nets(nets).to(self.device)  # every tensor (K, ...)
         self.velocity = [torch.zeros_like(p) for p in self.net.params()]
-        self.state = self.rule.make_state(self.net, self.velocity, data.n_classes)
         self.settings = member_columns(configs, self.device)
         rule, settings = self.rule, self.settings
         # the paper's update (no weight decay, the paper's momentum): the fused fast path
         self._plain_update = base.momentum_style == "paper" and all(
             c.weight_decay == 0 for c in configs)
         self._factors = fast_step(
-            lambda net, x, t, masks, state: rule.factors(net, x, t, masks, settings, state),
+            lambda net, x, t, masks, **extra: rule.factors(net, x, t, masks, settings, **extra),
             base.precision, base.compile, self.device)
+        # what the rule's step sees of the loop (`rules.Step`); net, velocity, masks, lr and
+        # epoch are set before each step
+        self.view = Step(net=self.net, velocity=self.velocity, settings=settings,
+                         factors=lambda x, t, masks, **extra: self._factors(
+                             self.net, x, t, masks, **extra),
+                         fold=self.apply, redraw=self.dropout_masks,
+                         streams=[run.mask_gen for run in self.members],
+                         autocast=lambda: precision(base.precision, self.device))
+        self._bf16 = base.precision == "bf16"
         self.shared_order = len({c.seed for c in configs}) == 1
         self.eye = torch.eye(data.n_classes, device=self.device)
         self.epoch = 0  # completed epochs
@@ -148,17 +155,13 @@ class Trainer:
         """Continue a single run from `state_dict()` (of a run with the same config; one
         net's tensors, stacked here to K = 1)."""
         self.members[0].load_state_dict(state)
-        self._refresh_state()
+        self.view.carry.clear()  # the rule's own state follows the loaded weights
 
     # ------------------------------------------------ the loop
 
     @property
     def steps_per_epoch(self) -> int:
         return -(-self.data.x_train.shape[0] // self.base.batch_size)
-
-    def _refresh_state(self) -> None:
-        if self.state is not None:  # exact again: rounding does not build up
-            self.state.refresh(self.net, self.velocity)
 
     def dropout_masks(self, batch: int) -> list[Tensor] | None:
         """This step's dropout masks (already divided by keep_prob), (K, B, ...), each run's
@@ -177,8 +180,8 @@ class Trainer:
         return masks
 
     def factors(self, x: Tensor, target: Tensor, masks: list[Tensor] | None) -> Factors:
-        """The rule's factors on a batch, with the runs' settings and state."""
-        return self._factors(self.net, x, target, masks, self.state)
+        """The rule's factors on a batch, with the runs' settings."""
+        return self._factors(self.net, x, target, masks)
 
     def lr_column(self) -> Tensor:
         """The members' learning rates this epoch (`lr_at`) as the (K, 1, 1) column the loop
@@ -193,7 +196,10 @@ class Trainer:
         its factors and the momentum update, `Rule.train_step`). x flat (B, d) shared by the
         members, or (K, B, d) with per-member data order; one-hot target (B, C) or (K, B, C);
         `lr` a number, or (K, 1, 1) per member. Returns the factors."""
-        return self.rule.train_step(self, x, target, self.dropout_masks(target.shape[-2]), lr)
+        view = self.view
+        view.net, view.velocity, view.lr, view.epoch = self.net, self.velocity, lr, self.epoch
+        view.masks = self.dropout_masks(target.shape[-2])
+        return self.rule.train_step(view, x, target)
 
     def _frozen(self) -> Tensor | None:
         """(K,) True for the members that diverged, or None while all are alive."""
@@ -201,22 +207,30 @@ class Trainer:
             return None
         return torch.tensor([not r.alive for r in self.members], device=self.device)
 
-    def apply(self, f: Factors, lr, layers: range | None = None) -> None:
+    def apply(self, f: Factors, lr, layers: range | None = None, follow=None) -> bool:
         """Fold the factors `f` into every member's weights (and biases) by SGD with momentum,
         at learning rate `lr` (a number, or (K, 1, 1) per member): `momentum.momentum_update`,
         or `momentum.general_update` with weight decay or torch's momentum convention.
         Diverged members stay frozen. `layers`: only these layers (and their biases), for a
         step that updates a layer as soon as its factors exist (the others' factors may then
-        be None)."""
-        if self._plain_update:
-            momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
-                            frozen=self._frozen(), layers=layers, tracked=self.state)
-            return
-        general_update(self.net, self.velocity, f, lr, self.base.momentum,
-                       weight_decay=self.settings.weight_decay, style=self.base.momentum_style,
-                       frozen=self._frozen(), layers=layers)
-        if self.state is not None and (layers is None or 0 in layers):
-            self.state.refresh(self.net, self.velocity)
+        be None). `follow`: as `momentum.momentum_update`'s; returns whether it saw the
+        update, else the rule's carried state is emptied (`Step.fold`)."""
+        if self._bf16:  # a rule's own products may come in bf16; the update stays float32
+            f = Factors([_float(d) for d in f.deltas], [_float(a) for a in f.inputs], f.probs,
+                        f.loss, f.n)
+        with torch.autocast(self.device.type, enabled=False) if self._bf16 else _no_context:
+            if self._plain_update:
+                momentum_update(self.net, self.velocity, f, lr, self.base.momentum,
+                                frozen=self._frozen(), layers=layers, follow=follow)
+                if follow is not None:
+                    return True
+            else:
+                general_update(self.net, self.velocity, f, lr, self.base.momentum,
+                               weight_decay=self.settings.weight_decay,
+                               style=self.base.momentum_style, frozen=self._frozen(),
+                               layers=layers)
+        self.view.carry.clear()
+        return False
 
     def batch(self, perms: list[Tensor], i: int) -> tuple[Tensor, Tensor]:
         """x (B, d) shared by all runs, or (K, B, d) with per-member data order; labels."""
@@ -237,7 +251,7 @@ class Trainer:
         lr = self.lr_column()
         perms = [torch.randperm(N, generator=run.order_gen).to(self.device)
                  for run in self.members]
-        self._refresh_state()
+        self.view.carry.clear()  # a rule's own state recomputed: rounding does not build up
         loss_sum = torch.zeros(K, device=self.device)
         correct = torch.zeros(K, device=self.device, dtype=torch.long)
         has_acc = True  # False for a rule without a softmax output
@@ -296,8 +310,7 @@ class Trainer:
                 run.divergence = {"epoch": self.epoch + 1, "step": step, "reason": reason}
                 for vel in self.velocity:
                     vel[run.k].zero_()
-                if self.state is not None:
-                    self.state.freeze(run.k)
+                self.view.carry.clear()
         return found
 
     @torch.no_grad()

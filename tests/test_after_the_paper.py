@@ -1,5 +1,5 @@
 """The ICLR 2024 PEPITA options (Srinivasan et al.): oracle tests against the per-sample
-float64 loops of `rules.reference` (normalisation, the forward and time-local variants, weight
+float64 loops of tests/oracles.py (normalisation, the forward and time-local variants, weight
 decay and torch's momentum, weight mirroring), the factorised F and He-normal init, the
 options' defaults leaving a run's identity as it was, their refusals, and population members
 equal to single runs for every option populations take."""
@@ -15,9 +15,9 @@ from pepita_lab.config import ConfigError, RunConfig
 from pepita_lab.nets import chain_product, he_normal, init_F_factors, init_net
 from pepita_lab.rules import pepita_options_factors as pepita_factors, updates_from_factors
 from pepita_lab.members import member_velocity
-from pepita_lab.rules.pepita_options import mirror_step, mirrors_in
-from pepita_lab.rules.reference import (mirror_reference, pepita_reference, sgd_reference,
-                                        time_local_reference)
+from pepita_lab.rules.pepita.mirroring import mirror_step
+from pepita_lab.rules.pepita.rule import mirrors_in
+from oracles import mirror_reference, pepita_reference, sgd_reference, time_local_reference
 from pepita_lab.training import Trainer
 
 pytestmark = pytest.mark.numerics

@@ -17,7 +17,7 @@ from pepita_lab.config import ConfigError, RunConfig, preset
 from pepita_lab.data import TensorData
 from pepita_lab.rules import (bp_factors, bp_updates, dfa_updates, drtp_updates, fa_updates,
                               pepita_updates, updates_from_factors)
-from pepita_lab.rules.common import bias_update
+from pepita_lab.rules.factors import bias_update
 from pepita_lab.training import Trainer
 
 pytestmark = pytest.mark.numerics

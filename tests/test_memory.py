@@ -6,7 +6,7 @@ import torch
 
 from pepita_lab.bench.memory import (cost_rows, peak_bytes, prepared_step, step_config,
                                      step_names)
-from pepita_lab.rules.pepita_streamed import clean_output
+from pepita_lab.nets import forward_output as clean_output
 
 F32 = 4  # bytes
 

@@ -1,16 +1,15 @@
 """Oracle tests: each rule's batched update against its readable per-sample form written
-straight from the equations in docs/pepita.md (`pepita_lab.rules.reference`), and BP against
+straight from the equations in docs/pepita.md (tests/oracles.py), and BP against
 autograd."""
 
 import pytest
 import torch
 
+from oracles import (backward_reference, bp_reference, dfa_reference, drtp_reference,
+                     fa_reference, pepita_reference)
 from pepita_lab.rules import (FirstLayerFeedback, bp_updates, dfa_updates, drtp_updates,
-                              fa_updates, get_rule, pepita_factors, pepita_updates,
+                              fa_updates, pepita_factors, pepita_passes, pepita_updates,
                               updates_from_factors)
-from pepita_lab.rules.pepita_fast import first_layer_shortcut
-from pepita_lab.rules.reference import (backward_reference, bp_reference, fa_reference,
-                                        pepita_reference)
 
 pytestmark = pytest.mark.numerics
 
@@ -60,21 +59,11 @@ def test_pepita_variants_differ():
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_fused_first_layer_equals_plain(sign):
+def test_first_layer_from_w1f_equals_plain(sign):
     weights, x, target, F, masks = make_problem(seed=3)
     plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
-    fused = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
-                           **first_layer_shortcut(weights, x, F, sign, fused=True))
-    assert_all_close(updates_from_factors(fused), updates_from_factors(plain))
-
-
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_given_first_layer_feedback_equals_plain(sign):
-    weights, x, target, F, masks = make_problem(seed=4)
-    plain = pepita_factors(weights, x, target, F, sign=sign, masks=masks)
-    given = pepita_factors(weights, x, target, F, sign=sign, masks=masks,
-                           **first_layer_shortcut(weights, x, F, sign,
-                                                  first_feedback=weights[0] @ F))
+    given = pepita_passes(weights, x, target, F, sign=sign, masks=masks,
+                          first_feedback=weights[0] @ F)
     assert_all_close(updates_from_factors(given), updates_from_factors(plain))
 
 
@@ -150,10 +139,11 @@ def test_direct_rules_match_per_sample_loop(rule):
     fb = [torch.randn(SIZES[-1], n, generator=g, dtype=D) for n in SIZES[1:-1]]
     fn = dfa_updates if rule == "dfa" else drtp_updates
     signal = (lambda e, t: e) if rule == "dfa" else (lambda e, t: t)
-    # the loop written out here, and the rule's registered reference form
+    # the loop written out here, and the rule's oracle
     want = backward_reference(weights, x, target, lambda l, d, e, t: fb[l].T @ signal(e, t))
     assert_all_close(fn(weights, x, target, fb), want)
-    assert_all_close(get_rule(rule).reference(weights, x, target, fb), want)
+    oracle = dfa_reference if rule == "dfa" else drtp_reference
+    assert_all_close(oracle(weights, x, target, fb), want)
 
 
 def test_no_rule_builds_a_graph():

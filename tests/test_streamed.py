@@ -35,10 +35,11 @@ def data_for(cfg: RunConfig, seed: int = 0) -> TensorData:
 
 
 def in_float64(trainer: Trainer) -> Trainer:
-    """The trainer's net, momentum, state, masks and data in float64."""
+    """The trainer's net, momentum, masks and data in float64 (the rule's carried state
+    recomputed from them)."""
     trainer.net = trainer.net.to(torch.float64)
     trainer.velocity = [torch.zeros_like(p) for p in trainer.net.params()]
-    trainer.state = trainer.rule.make_state(trainer.net, trainer.velocity, 10)
+    trainer.view.carry.clear()
     trainer._masks = [m.double() for m in trainer._masks]
     trainer._member_masks = [list(m) for m in trainer._masks]
     trainer.eye = trainer.eye.double()

@@ -13,7 +13,7 @@ from pepita_lab import bench, cli
 from pepita_lab.analysis import cost_table, step_cost
 from pepita_lab.nets import forward_pass
 from pepita_lab.rules import Factors, Rule, register, rule_names, unregister
-from pepita_lab.rules.common import relu_grad
+from pepita_lab.rules.factors import relu_grad
 
 pytestmark = pytest.mark.numerics
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pepita_lab import rules
+from pepita_lab.rules import FirstLayerFeedback
 from pepita_lab.config import RunConfig
 from pepita_lab.data import load_data
 from pepita_lab.training import Trainer, lr_at
@@ -57,7 +58,7 @@ def test_train_step_equals_pure_rule_over_an_epoch():
     cfg = RunConfig(rule="pepita", dataset="synthetic", hidden=(64,), batch_size=16, lr=0.05,
                     keep_prob=0.9, device="cpu", subset=256)
     trainer = Trainer(cfg, progress=False)
-    assert trainer.state is not None  # C (d + 2 n_1) < d n_1 for this net
+    assert FirstLayerFeedback.applies(trainer.net.weights, 10)  # C (d + 2 n_1) < d n_1 here
     data, net = trainer.data, trainer.net
     weights = [W.clone() for W in net.weights]
     velocity = [torch.zeros_like(W) for W in weights]
@@ -74,7 +75,8 @@ def test_train_step_equals_pure_rule_over_an_epoch():
         trainer.train_step(x, target, cfg.lr)
     for W_loop, W_pure in zip(net.weights, weights):
         torch.testing.assert_close(W_loop, W_pure, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(trainer.state.wf, net.weights[0] @ net.F,
+    torch.testing.assert_close(trainer.view.carry[FirstLayerFeedback.KEY].wf,
+                               net.weights[0] @ net.F,
                                rtol=1e-5, atol=1e-6)
 
 

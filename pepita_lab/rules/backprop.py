@@ -12,9 +12,8 @@ import torch
 from torch import Tensor
 
 from ..nets import forward_pass
-from .base import Rule
-from .common import Factors, carry_down, check_mlp, updates_from_factors
-from .reference import bp_reference
+from .interface import Rule
+from .factors import Factors, carry_down, check_mlp, updates_from_factors
 
 
 @torch.no_grad()
@@ -52,7 +51,6 @@ class Backprop(Rule):
     name, label = "bp", "BP"
     table1_models, baseline = ("fc", "conv"), False
     error_path = "chain"  # for the cost model: the error goes down layer by layer
-    reference = staticmethod(bp_reference)
 
-    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+    def factors(self, net, x, target, masks, settings) -> Factors:
         return bp_factors(net.weights, net.shape_input(x), target, masks, net.biases, net.pool)

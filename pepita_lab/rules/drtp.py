@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .common import Factors, check_feedback, check_mlp, updates_from_factors
+from .factors import Factors, check_feedback, check_mlp, updates_from_factors
 from .feedback_alignment import DirectFeedbackAlignment, direct_factors, direct_shapes
-from .reference import drtp_reference
 
 
 def drtp_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
@@ -35,4 +34,3 @@ class DRTP(DirectFeedbackAlignment):
     # slowest-growing of the best is used.
     paper_overrides = {"lr": 0.001, "feedback_scale": 0.01}
     trained_with = paper_overrides
-    reference = staticmethod(drtp_reference)

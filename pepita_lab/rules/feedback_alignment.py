@@ -13,10 +13,9 @@ from torch import Tensor
 from ..kernels import mm
 from ..nets import forward_pass, layer_shapes
 from .backprop import chain_factors
-from .base import Rule
-from .common import (Factors, check_feedback, check_mlp, project_onto_map, relu_grad,
+from .interface import Rule
+from .factors import (Factors, check_feedback, check_mlp, project_onto_map, relu_grad,
                      updates_from_factors)
-from .reference import dfa_reference, fa_reference
 
 
 def fa_factors(weights, x, target, feedback, masks=None, biases=None, pool=1) -> Factors:
@@ -77,9 +76,8 @@ class FeedbackAlignment(Rule):
 
     name, label, feedback = "fa", "FA", "chain"
     table1_models = ("fc",)
-    reference = staticmethod(fa_reference)
 
-    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+    def factors(self, net, x, target, masks, settings) -> Factors:
         return chain_factors(net.weights, net.shape_input(x), target, net.feedback, masks,
                              net.biases, net.pool)
 
@@ -88,9 +86,8 @@ class DirectFeedbackAlignment(Rule):
     """DFA: hidden layer l gets `(e B_l) * relu'` straight from the output error."""
 
     name, label, feedback = "dfa", "DFA", "direct"
-    reference = staticmethod(dfa_reference)
     signal = "error"  # what B_l projects: the error (DFA) or the target (DRTP)
 
-    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+    def factors(self, net, x, target, masks, settings) -> Factors:
         return direct_factors(net.weights, net.shape_input(x), target, net.feedback,
                               self.signal, masks, net.biases, net.pool)

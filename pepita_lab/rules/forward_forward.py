@@ -25,8 +25,8 @@ from torch import Tensor
 from torch.nn import functional as nnf
 
 from ..nets import pre_activation
-from .base import Cost, Rule
-from .common import Factors
+from .interface import Cost, Rule
+from .factors import Factors
 
 EPS = 1e-8
 
@@ -148,7 +148,7 @@ class ForwardForward(Rule):
     # train (its gradient saturates): only a non-finite loss means divergence
     loss_limit = math.inf
 
-    def factors(self, net, x, target, masks, settings, state=None) -> Factors:
+    def factors(self, net, x, target, masks, settings) -> Factors:
         """The factors with wrong labels from a fixed generator (seed 0): a repeatable probe
         for traces; training draws them from the run's stream (`train_step`)."""
         g = torch.Generator(device=x.device).manual_seed(0)
@@ -156,12 +156,11 @@ class ForwardForward(Rule):
                           wrong_labels(target.argmax(-1), target.shape[-1], g),
                           threshold=settings.ff_threshold, biases=net.biases, masks=masks)
 
-    def train_step(self, trainer, x, target, masks, lr) -> Factors:
-        net, settings = trainer.net, trainer.settings
-        wrong = wrong_labels(target.argmax(-1), target.shape[-1], trainer.members[0].mask_gen)
-        f = ff_factors(net.weights, x, target, wrong, threshold=settings.ff_threshold,
-                       biases=net.biases, masks=masks)
-        trainer.apply(f, lr)
+    def train_step(self, step, x, target) -> Factors:
+        wrong = wrong_labels(target.argmax(-1), target.shape[-1], step.streams[0])
+        f = ff_factors(step.net.weights, x, target, wrong, threshold=step.settings.ff_threshold,
+                       biases=step.net.biases, masks=step.masks)
+        step.fold(f, step.lr)
         return f
 
     def scores(self, net, x, settings) -> Tensor:

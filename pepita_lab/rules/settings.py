@@ -14,7 +14,7 @@ own (`settings_attrs`, attributes of its history).
 from __future__ import annotations
 
 from ..config import PRESETS, RunConfig, field_default
-from .base import get_rule, rule_names
+from .interface import get_rule, rule_names
 
 # The settings a rule may declare: how it trains, never what it trains on or its net's shape.
 TRAINING_FIELDS = ("lr", "batch_size", "weight_decay", "bias", "keep_prob", "lr_milestones",

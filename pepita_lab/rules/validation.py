@@ -13,7 +13,7 @@ import dataclasses
 
 from ..config import MEMBER_FIELDS, ConfigError, RunConfig, field_default
 from ..config.names import nearest
-from .base import get_rule, rule_names
+from .interface import get_rule, rule_names
 
 
 def resolve(config: RunConfig | dict | list) -> RunConfig | list[RunConfig]:

@@ -1,6 +1,7 @@
-"""What every rule shares: checks on its inputs, the error's way down through a layer, and
-the step from per-layer factors to weight updates. The nets and their forward pass are in
-`pepita_lab.nets`, the CPU kernels of the conv path in `pepita_lab.kernels`.
+"""`Factors`, what every rule returns, and the layer arithmetic on them: checks on the pure
+functions' inputs, the error's way down through a layer (BP, FA, DFA), and the step from
+per-layer factors to weight updates. The nets and their forward pass are in `pepita_lab.nets`,
+the CPU kernels of the conv path in `pepita_lab.kernels`.
 
 Every rule produces, for each layer l, a pair of factors `(delta_l, a_l)`: `delta_l` shaped
 like the layer's output, `a_l` like its input, such that the batch-mean update is
@@ -17,7 +18,7 @@ take one net's weights (no K) and return it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -28,9 +29,9 @@ from ..kernels import (channel_first, maps_layout, max_unpool, mm, per_member,
 from ..nets import conv_output_shape, is_conv, pooled_shape
 
 
-@dataclass
-class Factors:
-    """Per-layer factors of a rule's update, plus the clean pass's output for metrics."""
+class Factors(NamedTuple):
+    """Per-layer factors of a rule's update, plus the clean pass's output for metrics (a
+    record: made once per step, read by the loop)."""
 
     # in the loop each with a leading K (an input the members share may lack it: the data)
     deltas: list[Tensor]  # deltas[l]: (B, out_l), or (B, c_l, H'_l, W'_l) for a conv layer

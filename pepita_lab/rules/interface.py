@@ -2,12 +2,13 @@
 
 A rule is one object: its name, its factor function (on the loop's nets, whose every tensor
 carries a leading K of runs, K = 1 for a single run; written with broadcasting products, it takes
-one net's tensors too, as the traces' probes do), the fixed feedback it needs and how that is drawn, its cost
-(multiply-adds and activation memory of a step), whether it takes conv layers and populations,
-optional state carried from step to step, the options it reads, and two hooks with defaults: its
-training step (factors, then the loop's momentum update; a rule whose feedback learns, or that
-updates twice a step, overrides it) and its prediction (the output layer's logits; a rule
-without a softmax output, as Forward-Forward, overrides it).
+one net's tensors too, as the traces' probes do), the fixed feedback it needs and how that is
+drawn, its cost (multiply-adds and activation memory of a step), whether it takes conv layers and
+populations, the options it reads, and two hooks with defaults: its training step (factors, then
+the loop's momentum update; a rule whose feedback learns, or that updates twice a step,
+overrides it) and its prediction (the output layer's logits; a rule without a softmax output, as
+Forward-Forward, overrides it). A training step gets one declared object, `Step`: everything a
+rule may read and do in the loop; a rule never sees the loop itself.
 A rule of your own is a `Rule` subclass in your own module, registered by one call
 (`pepita_lab.register_rule(MyRule)`, also a class decorator) or by an entry point in the group
 `pepita_lab.rules` (docs/adding-a-rule.md); config validation, nets, the training loop, traces,
@@ -17,13 +18,14 @@ the cost model, the bench, `reproduce`, sweeps and the explorer find it by name.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Callable, ClassVar, ContextManager
 
+import torch
 from torch import Tensor
 
-from ..nets import forward_pass
-from .common import Factors
+from ..nets import Net, forward_pass
+from .factors import Factors
 
 FEEDBACK_KINDS = ("chain", "direct")
 DIVERGENCE_LOSS = 20.0  # nats of mean batch cross-entropy: the default `Rule.loss_limit`
@@ -38,14 +40,37 @@ class Cost:
     activation_bytes: int
 
 
-class StepState(Protocol):
-    """What a rule carries from step to step besides the weights (PEPITA: `W_1 F`), kept in
-    step with the momentum update by the training loop."""
+@dataclass(eq=False)
+class Step:
+    """What a rule's training step may read and do: the one object the loop hands to
+    `Rule.train_step` (made once per run; the loop sets `masks`, `lr` and `epoch` before each
+    step). A rule reads these fields and nothing else of the loop."""
 
-    def refresh(self, net, velocity: list[Tensor]) -> None: ...  # recompute exactly
-    def advance(self, layer: int, delta: Tensor, a: Tensor, momentum: float,
-                alpha: float) -> None: ...  # follow `v = m v + alpha delta^T a; W -= v`
-    def freeze(self, k: int) -> None: ...  # population member k diverged: stop its state
+    net: Net  # the members' net, every tensor (K, ...)
+    velocity: list[Tensor]  # the momentum buffers, shaped as `net.params()` (read only)
+    settings: object  # the run's config fields; a member field that differs: a (K, 1, 1) column
+    # the rule's own `factors(net, x, target, masks, settings, **extra)` on this net and
+    # settings, at the run's precision (and compiled, if asked): (x, target, masks, **extra)
+    factors: Callable[..., Factors]
+    # fold factors into the weights by the loop's momentum update: `fold(f, lr, layers=None,
+    # follow=None)`; `layers` only those layers; `follow(l, delta, a, momentum)` sees each
+    # fully connected layer's factors as folded (lr / B already in one of them). Returns
+    # whether `follow` saw every folded layer; when it did not (weight decay, torch's
+    # momentum), `carry` is emptied
+    fold: Callable[..., bool]
+    redraw: Callable[[int], list[Tensor] | None]  # fresh dropout masks for a batch of B
+    streams: list[torch.Generator]  # each member's random stream on the device
+    autocast: Callable[[], ContextManager]  # the run's precision for the rule's own products
+    # what a rule keeps from step to step (PEPITA: `W_1 F`): the loop holds it and empties it
+    # whenever the weights change in a way the rule did not follow (a new epoch, a loaded
+    # checkpoint, a diverged member, a `fold` without `follow`)
+    carry: dict = field(default_factory=dict)
+    masks: list[Tensor] | None = None  # this step's dropout masks (K, B, ...), scaled, or None
+    lr: Tensor | float = 0.0  # the members' learning rates, (K, 1, 1)
+    epoch: int = 0  # the 0-based epoch being trained
+
+
+STEP_FIELDS = tuple(f.name for f in fields(Step))  # what a rule may read (tests/test_layers.py)
 
 
 class Rule:
@@ -76,9 +101,6 @@ class Rule:
     # paper's preset for the dataset (lr, batch_size, ...: `rules.settings.TRAINING_FIELDS`);
     # they apply wherever the rule is chosen and the user has not set them (rules/settings.py)
     trained_with: ClassVar[dict] = {}
-    # the readable per-sample form from the equations (float64 loops), for oracle tests:
-    # (weights, x, target, ...) -> list of dW; None if the rule has none
-    reference: ClassVar[Callable | None] = None
     # the config fields marked `rule_option` that this rule reads (any other stays at its
     # default: `rules.validate` refuses a value the rule would ignore)
     options: ClassVar[tuple[str, ...]] = ()
@@ -88,8 +110,8 @@ class Rule:
     loss_limit: ClassVar[float] = DIVERGENCE_LOSS
     reads_F: ClassVar[bool] = False  # its updates use the net's F (traces of F's alignment)
 
-    def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None, settings,
-                state: StepState | None = None) -> Factors:
+    def factors(self, net, x: Tensor, target: Tensor, masks: list[Tensor] | None,
+                settings) -> Factors:
         """Per-layer factors `(delta_l, a_l)` of the batch-mean update `dW_l = delta_l^T a_l / B`
         and the clean pass's softmax output, each (K, B, ...) for the loop's net (weights
         (K, out, in)). x (B, d) flat as the data hold it, shared by the members (a conv net
@@ -103,19 +125,14 @@ class Rule:
         in one line, or None (`rules.validate` refuses it)."""
         return None
 
-    def make_state(self, net, velocity: list[Tensor], n_classes: int) -> StepState | None:
-        """State carried across steps (None: the rule needs none)."""
-        return None
-
-    def train_step(self, trainer, x: Tensor, target: Tensor, masks: list[Tensor] | None,
-                   lr) -> Factors:
-        """One training step: the factors on the batch, folded into the weights by the loop's
-        momentum update (`trainer.apply`). Override for feedback that learns (after the
-        update), several updates a step, or inputs the rule makes itself (negative data);
-        `trainer.epoch` is the 0-based epoch being trained, `trainer.members[k].mask_gen` each
-        run's random stream on the device."""
-        f = trainer.factors(x, target, masks)
-        trainer.apply(f, lr)
+    def train_step(self, step: Step, x: Tensor, target: Tensor) -> Factors:
+        """One training step on a batch (x flat (B, d) shared by the members, or (K, B, d);
+        one-hot target (B, C) or (K, B, C)): the factors, folded into the weights by the loop's
+        momentum update. Override for feedback that learns (after the update), several
+        updates a step, or inputs the rule makes itself (negative data); `step` (`Step`) is
+        everything the rule may read and do."""
+        f = step.factors(x, target, step.masks)
+        step.fold(f, step.lr)
         return f
 
     def scores(self, net, x: Tensor, settings) -> Tensor:

@@ -1,0 +1,67 @@
+"""Does the tracked `W_1 F` pay? The paper's MNIST epoch (`interleaved.epochs`: 12800 random
+MNIST-shaped samples, 200 steps at batch 64, 2000 test samples) with PEPITA's modulated first
+layer from `W_1 F` tracked through the momentum update (0.2.0 to 0.5.0's
+`FirstLayerFeedback`) against the stateless form (`W_1 F` computed afresh each step, n_1 d C
+multiply-adds), blocks interleaved in one process as `interleaved.py` does.
+
+    python benchmarks/first_layer_feedback.py [--pairs 12] [--threads N]
+
+Run it at a commit that still has `FirstLayerFeedback` (0.5.0: `--repo` a worktree of it);
+the state is switched off by dropping it from the trainer (`Trainer.state = None`), which
+is what 0.5.0's factors do without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import checkout
+from interleaved import import_as
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", default=str(HERE.parent), help="a checkout with FirstLayerFeedback")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--pairs", type=int, default=12)
+    args = p.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp())
+    sys.path.insert(0, str(tmp))
+    pl = import_as(args.repo, "pepita_lab_tracked", tmp)
+    import importlib
+
+    bench = importlib.import_module("pepita_lab_tracked.bench")
+    training = importlib.import_module("pepita_lab_tracked.training")
+    data = bench.random_data("mnist", 12800, 2000, torch.device("cpu"), seed=1)
+    config = bench._config("mnist", "pepita", 64, torch.device("cpu"))
+    trainers = {"tracked": training.Trainer(config, data, progress=False),
+                "stateless": training.Trainer(config, data, progress=False)}
+    trainers["stateless"].state = None
+    assert trainers["tracked"].state is not None
+    for t in trainers.values():
+        t.train_epoch()
+    blocks = {"tracked": [], "stateless": []}
+    for i in range(args.pairs):
+        for side in ("tracked", "stateless") if i % 2 == 0 else ("stateless", "tracked"):
+            blocks[side].append(checkout.seconds_per_call(trainers[side].train_epoch, 1))
+    ratios = sorted(s / t for t, s in zip(blocks["tracked"], blocks["stateless"]))
+    q = statistics.quantiles(ratios, n=4)
+    print(f"pepita-lab {pl.__version__}, {torch.get_num_threads()} threads: epoch tracked "
+          f"{statistics.median(blocks['tracked']):.3f} s, stateless "
+          f"{statistics.median(blocks['stateless']):.3f} s, stateless / tracked "
+          f"{statistics.median(ratios):.3f} ({q[0]:.3f}-{q[2]:.3f}), {args.pairs} pairs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
