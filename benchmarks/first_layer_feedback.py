@@ -4,11 +4,12 @@ layer from `W_1 F` tracked through the momentum update (0.2.0 to 0.5.0's
 `FirstLayerFeedback`) against the stateless form (`W_1 F` computed afresh each step, n_1 d C
 multiply-adds), blocks interleaved in one process as `interleaved.py` does.
 
-    python benchmarks/first_layer_feedback.py [--pairs 12] [--threads N]
+    git worktree add /tmp/v050 6ebccd5
+    python benchmarks/first_layer_feedback.py --repo /tmp/v050 [--pairs 12] [--threads N]
 
-Run it at a commit that still has `FirstLayerFeedback` (0.5.0: `--repo` a worktree of it);
-the state is switched off by dropping it from the trainer (`Trainer.state = None`), which
-is what 0.5.0's factors do without one.
+`--repo`: a checkout whose loop holds the state as `Trainer.state` (0.2.0 to 0.5.0; measured
+at f24ea13, the last commit before issue 32); the stateless side drops it
+(`Trainer.state = None`), and its factors then compute `W_1 F` afresh each step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", default=str(HERE.parent), help="a checkout with FirstLayerFeedback")
+    p.add_argument("--repo", required=True, help="a checkout with Trainer.state (<= 0.5.0)")
     p.add_argument("--threads", type=int)
     p.add_argument("--pairs", type=int, default=12)
     args = p.parse_args(argv)

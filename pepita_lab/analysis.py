@@ -240,7 +240,7 @@ def step_cost(rule: str, sizes, batch_size: int, *,
       pepita:     B d C (e F^T) + B P (clean) + the modulated pass + B P (`Pepita.step_cost`)
     Activation floats kept during a step: B sum_{l>=1} n_l (every h_1..h_L; the batch is
     the loop's) + B max_{l>=1} n_l (one error layer); PEPITA keeps both passes (`streamed=True`:
-    the streamed step, `pepita_streamed.streamed_step_cost`). `options` go to the rule's model
+    the streamed step, `rules.pepita.streamed.streamed_step_cost`). `options` go to the rule's model
     (PEPITA: streamed, output_error). `bench.memory` measures what the step really allocates
     beside these (docs/memory.md).
     """

@@ -158,11 +158,11 @@ def draw_dropout_mask(mask: Tensor, keep: float, generator: torch.Generator) -> 
     takes its V (no host sync)."""
     flat = _memory_order(mask)
     s = keep * 2 ** 24
-    u = _bits24(flat, generator).sub_(math.floor(s))  # kept where < 0, a tie where 0
-    R = round((s - math.floor(s)) * 2 ** 24)  # a tie is kept with probability R / 2^24
-    if R and flat.device.type != "cpu":
+    u = _bits24(flat, generator).sub_(math.floor(s) - 2 ** 23)  # kept where < 0, a tie at 0
+    R = round((s - math.floor(s)) * 2 ** 24) - 2 ** 23  # a tie is kept if V - 2^23 < R
+    if R > -2 ** 23 and flat.device.type != "cpu":
         u.masked_fill_((u == 0) & (_bits24(torch.empty_like(u), generator) < R), -1.0)
-    elif R and bool(u.abs().amin() == 0):
+    elif R > -2 ** 23 and bool(u.abs().amin() == 0):
         ties = (u == 0).nonzero().view(-1)
         u[ties] = torch.where(_bits24(u.new_empty(ties.numel()), generator) < R, -1.0, 1.0)
     u.lt_(0).div_(keep)
@@ -170,12 +170,13 @@ def draw_dropout_mask(mask: Tensor, keep: float, generator: torch.Generator) -> 
 
 
 def _bits24(out: Tensor, generator: torch.Generator) -> Tensor:
-    """`out` (flat float32) filled with independent integers uniform on [0, 2^24), exact in
-    float32: 3 bytes each of 64-bit words from `generator` (a 16-bit and an 8-bit part)."""
+    """`out` (flat float32) filled with independent integers U - 2^23, U uniform on
+    [0, 2^24) (exact in float32): 3 bytes each of 64-bit words from `generator`, a signed
+    16-bit part times 256 plus an 8-bit part."""
     n = out.numel()
     words = torch.empty(-(-3 * n // 8), dtype=torch.int64, device=out.device)
     b = words.random_(-2 ** 63, None, generator=generator).view(torch.uint8)
-    return out.copy_(b[:2 * n].view(torch.int16)).add_(2 ** 15).mul_(256).add_(b[2 * n:3 * n])
+    return out.copy_(b[:2 * n].view(torch.int16)).mul_(256).add_(b[2 * n:3 * n])
 
 
 def _memory_order(mask: Tensor) -> Tensor:

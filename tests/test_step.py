@@ -112,11 +112,12 @@ def test_a_tie_is_kept_with_the_remainders_probability(monkeypatch):
 
     keep, n = 0.3 + 2 ** -25, 2 ** 16
     T = math.floor(keep * 2 ** 24)
+    shifted = T - 2 ** 23  # `_bits24` gives U - 2^23
     real, calls = kernels._bits24, []
 
     def tied_first(out, generator):
         calls.append(out.numel())
-        return out.fill_(T) if len(calls) == 1 else real(out, generator)
+        return out.fill_(shifted) if len(calls) == 1 else real(out, generator)
 
     monkeypatch.setattr(kernels, "_bits24", tied_first)
     mask = torch.empty(n)
