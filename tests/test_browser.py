@@ -236,6 +236,18 @@ def wait_for(predicate, what: str, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def box(locator, timeout: float = 30) -> dict:
+    """`locator`'s bounding box once it is drawn: vega replaces a chart's SVG when its data
+    change, and an element caught between two renders has no box (Playwright gives None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = locator.bounding_box() if locator.count() else None
+        if found and found["width"] > 0 and found["height"] > 0:
+            return found
+        assert time.monotonic() < deadline, f"no visible box for {locator} in {timeout} s"
+        time.sleep(0.1)
+
+
 def notebook_hashes() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(NOTEBOOKS.glob("*.ipynb"))}
@@ -281,7 +293,7 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
     assert not (runs / "full").exists()  # quick runs never land among full ones
 
     # Every chart is drawn, as SVG or canvas, inside the notebook's output area.
-    panel = page.locator(".jp-NotebookPanel-notebook").bounding_box()
+    panel = box(page.locator(".jp-NotebookPanel-notebook"))
     charts = page.locator(".jp-OutputArea-output .vega-embed")
     assert charts.count() >= 5  # curves, heatmap, modulated inputs, two in the explorer
     for i in range(charts.count()):
@@ -289,9 +301,10 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
         chart.scroll_into_view_if_needed()
         drawn = chart.locator("canvas.marks, svg.marks")
         drawn.first.wait_for(state="visible")
-        box = drawn.first.bounding_box()
-        assert box["width"] > 100 and box["height"] > 100, (i, box)
-        assert box["x"] + box["width"] <= panel["x"] + panel["width"], (i, box, panel)
+        drawn_box = box(drawn.first)
+        assert drawn_box["width"] > 100 and drawn_box["height"] > 100, (i, drawn_box)
+        assert drawn_box["x"] + drawn_box["width"] <= panel["x"] + panel["width"], (
+            i, drawn_box, panel)
     # SVG gradient ids must not repeat (a colour legend would show another chart's colours).
     ids = page.eval_on_selector_all("linearGradient", "els => els.map(e => e.id)")
     assert len(ids) == len(set(ids)), ids
@@ -319,7 +332,7 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
     explorer = page.locator(".jp-CodeCell").last
     output = explorer.locator(".jp-OutputArea-output").last
     explorer.scroll_into_view_if_needed()
-    print("explorer output area:", output.bounding_box())
+    print("explorer output area:", box(output))
     assert overflows(output) == []
     assert output.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "explorer cut off"
     # the options are a third column beside the others, not below them (956 px tall before)
@@ -330,10 +343,11 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
         return Array.from(row.children).map(c => c.getBoundingClientRect().top); }""")
     assert len(tops) == 3 and max(tops) - min(tops) < 2, tops
     live, angle = output.locator(".vega-embed").nth(0), output.locator(".vega-embed").nth(1)
-    out_box = output.bounding_box()
+    out_box = box(output)
     for chart in (live, angle):
-        box = chart.bounding_box()
-        assert box["x"] + box["width"] <= out_box["x"] + out_box["width"] + 1, (box, out_box)
+        chart_box = box(chart)
+        assert chart_box["x"] + chart_box["width"] <= out_box["x"] + out_box["width"] + 1, (
+            chart_box, out_box)
 
     def slider(label):
         return output.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')"))
@@ -436,9 +450,9 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
     wait_for(lambda: "did not learn" in status(), "the run's verdict", timeout=300)
     assert "likely cause: lr 1 is 1000x ff's own" in status() and "diverged" not in status()
     wait_for(lambda: "above, not drawn" in chart_texts(live), "epoch 0 left out above the axis")
-    out_box = output.bounding_box()
+    out_box = box(output)
     for chart in (live, angle):
-        svg = chart.locator("svg.marks").bounding_box()
+        svg = box(chart.locator("svg.marks"))
         assert svg["height"] <= 420, svg  # 200 px of plot, title, axis, legend (was 716)
         assert out_box["y"] <= svg["y"] and svg["y"] + svg["height"] <= out_box["y"] + out_box[
             "height"] + 1, (svg, out_box)

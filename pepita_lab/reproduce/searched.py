@@ -2,11 +2,11 @@
 by the lab's search on a validation split (`reproduce.search`), then trained long over seeds.
 
 `run_searched` is the one resumable command (`pepita-lab reproduce deeper --search`): it works
-through the searches, then the long runs, skipping what is finished (a long run's folder whose
-history says completed or diverged, for exactly the config it should hold), resuming what was
-interrupted from its last checkpoint (`pepita_lab.resume`: a killed process loses at most the
-epoch in progress), and training the rest, a cell's seeds as one population (`pepita_lab.grid`
-with run folders). Processes share the work by claiming items with file locks (`claims/`), so
+through the searches, then the long runs (deepest first), skipping what is finished (a long
+run's folder whose history says completed or diverged, for exactly the config it should hold),
+resuming what was interrupted from its last checkpoint (`pepita_lab.resume`: a killed process
+loses at most the epoch in progress), and training the rest, a cell's seeds as one population
+(`pepita_lab.grid` with run folders). Processes share the work by claiming items with file locks (`claims/`), so
 two one-thread processes started with the same command split it; each writes the tables from
 what is finished when it runs out of work (`searched_tables`).
 """
@@ -159,7 +159,9 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
         write_json({"command": command, "pepita_lab_version": __version__,
                     "python": sys.version.split()[0]}, out / "made_by.json")
     bars = progress and sys.stderr.isatty()  # step bars on a terminal, not in a log file
-    items = [("search", c) for c in cells] + [("runs", c) for c in cells] if train else []
+    # the long runs deepest first: three hidden layers is the question the table answers
+    deepest = sorted(cells, key=lambda c: -depth_of(c))
+    items = [("search", c) for c in cells] + [("runs", c) for c in deepest] if train else []
     waiting = []
     for kind, cell in items:
         if _item_done(spec, out, kind, cell, cells[cell]):
