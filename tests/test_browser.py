@@ -272,6 +272,9 @@ def test_quickstart_and_explorer_in_a_browser(lab, page, tmp_path):
     # The first cell says what it loads, where the data are, and shows the switch.
     first = page.locator(".jp-CodeCell").first
     run_cell(page, first)
+    # the kernel's output messages may arrive after its idle status (another channel)
+    wait_for(lambda: "Datasets from" in first.locator(".jp-OutputArea").inner_text(),
+             "the first cell's output", timeout=60)
     said = first.locator(".jp-OutputArea").inner_text()
     assert "Loading pepita_lab: torch, xarray and altair" in said and "Datasets from" in said
     assert "full settings" in said and "runs/full" in said
