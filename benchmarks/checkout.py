@@ -62,6 +62,27 @@ def seconds_per_call(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def paired_ratios(old, new, calls: int, pairs: int) -> dict:
+    """Blocks of `calls` calls of `old` and `new` in turn (old-new, then new-old, alternating),
+    `pairs` of each: {"old": [s a call], "new": [...], "ratio_median", "ratio_quartiles"} of the
+    pairs' new / old ratios. Blocks a fraction of a second apart see the same machine."""
+    blocks = {"old": [], "new": []}
+    sides = {"old": old, "new": new}
+    for i in range(pairs):
+        for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            blocks[side].append(seconds_per_call(sides[side], calls))
+    ratios = sorted(b / a for a, b in zip(blocks["old"], blocks["new"]))
+    q = statistics.quantiles(ratios, n=4)
+    return {**blocks, "ratio_median": statistics.median(ratios),
+            "ratio_quartiles": [q[0], q[2]]}
+
+
+def ratio_text(found: dict) -> str:
+    """`paired_ratios`'s new / old as "median (lower-upper quartile)"."""
+    low, high = found["ratio_quartiles"]
+    return f"{found['ratio_median']:.3f} ({low:.3f}-{high:.3f})"
+
+
 def median_block(fn, warmup: int, blocks: int, calls: int) -> float:
     """Seconds per call of `fn`: the median of `blocks` blocks of `calls` calls, after
     `warmup` untimed calls."""

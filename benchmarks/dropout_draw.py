@@ -44,21 +44,18 @@ def main(argv: list[str] | None = None) -> int:
              "0.5.0": lambda m, keep, g: m.uniform_(generator=g).lt_(keep).div_(keep)}
 
     def epoch(side):
-        training.draw_dropout_mask = draws[side]
-        return checkout.seconds_per_call(trainer.train_epoch, 1)
+        def run():
+            training.draw_dropout_mask = draws[side]
+            trainer.train_epoch()
+        return run
 
-    epoch("new"), epoch("0.5.0")
-    blocks = {"new": [], "0.5.0": []}
-    for i in range(args.pairs):
-        for side in ("new", "0.5.0") if i % 2 == 0 else ("0.5.0", "new"):
-            blocks[side].append(epoch(side))
+    epoch("new")(), epoch("0.5.0")()  # warm-up
+    found = checkout.paired_ratios(epoch("0.5.0"), epoch("new"), 1, args.pairs)
     training.draw_dropout_mask = draws["new"]
-    ratios = sorted(n / o for n, o in zip(blocks["new"], blocks["0.5.0"]))
-    q = statistics.quantiles(ratios, n=4)
     print(f"{torch.get_num_threads()} threads: epoch with 0.5.0's draw "
-          f"{statistics.median(blocks['0.5.0']):.3f} s, with the new draw "
-          f"{statistics.median(blocks['new']):.3f} s, new / old {statistics.median(ratios):.3f} "
-          f"({q[0]:.3f}-{q[2]:.3f}), {args.pairs} pairs")
+          f"{statistics.median(found['old']):.3f} s, with the new draw "
+          f"{statistics.median(found['new']):.3f} s, new / old {checkout.ratio_text(found)}, "
+          f"{args.pairs} pairs")
     return 0
 
 

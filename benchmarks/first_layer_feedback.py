@@ -51,16 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     assert trainers["tracked"].state is not None
     for t in trainers.values():
         t.train_epoch()
-    blocks = {"tracked": [], "stateless": []}
-    for i in range(args.pairs):
-        for side in ("tracked", "stateless") if i % 2 == 0 else ("stateless", "tracked"):
-            blocks[side].append(checkout.seconds_per_call(trainers[side].train_epoch, 1))
-    ratios = sorted(s / t for t, s in zip(blocks["tracked"], blocks["stateless"]))
-    q = statistics.quantiles(ratios, n=4)
+    found = checkout.paired_ratios(trainers["tracked"].train_epoch,
+                                   trainers["stateless"].train_epoch, 1, args.pairs)
     print(f"pepita-lab {pl.__version__}, {torch.get_num_threads()} threads: epoch tracked "
-          f"{statistics.median(blocks['tracked']):.3f} s, stateless "
-          f"{statistics.median(blocks['stateless']):.3f} s, stateless / tracked "
-          f"{statistics.median(ratios):.3f} ({q[0]:.3f}-{q[2]:.3f}), {args.pairs} pairs")
+          f"{statistics.median(found['old']):.3f} s, stateless "
+          f"{statistics.median(found['new']):.3f} s, stateless / tracked "
+          f"{checkout.ratio_text(found)}, {args.pairs} pairs")
     return 0
 
 

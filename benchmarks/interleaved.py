@@ -106,18 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- |")
     rows = {}
     for name, (fns, calls, pairs, unit) in figures.items():
-        blocks = {"old": [], "new": []}
-        for i in range(pairs):
-            for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
-                blocks[side].append(checkout.seconds_per_call(fns[side], calls))
-        ratios = sorted(b / a for a, b in zip(blocks["old"], blocks["new"]))
-        q = statistics.quantiles(ratios, n=4)
+        found = checkout.paired_ratios(fns["old"], fns["new"], calls, pairs)
         scale = 1e3 if unit == "ms" else 1.0
-        old, new = (scale * statistics.median(blocks[s]) for s in ("old", "new"))
-        rows[name] = {"unit": unit, **blocks, "ratio_median": statistics.median(ratios),
-                      "ratio_quartiles": [q[0], q[2]]}
+        old, new = (scale * statistics.median(found[s]) for s in ("old", "new"))
+        rows[name] = {"unit": unit, **found}
         print(f"| {name} | {old:.3g} {unit} | {new:.3g} {unit} | "
-              f"{statistics.median(ratios):.3f} ({q[0]:.3f}-{q[2]:.3f}) | {pairs} |", flush=True)
+              f"{checkout.ratio_text(found)} | {pairs} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "repo": args.repo,
                                                "threads": torch.get_num_threads(),
