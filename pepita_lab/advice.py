@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .config import RunConfig
 from .rules import rule_names
-from .rules.settings import own_settings
+from .rules.defaults import own_settings
 
 # A run "ends at chance" below this multiple of 1 / classes: a net that predicts one class
 # scores the frequency of that class (MNIST's test set: 8.9 % to 11.4 %).

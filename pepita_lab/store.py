@@ -28,7 +28,7 @@ from .files import atomic_write_bytes
 from .nets import Net
 from .records import (activations_dataset, history_dataset, read_netcdf,
                       with_run_coords, write_json, write_netcdf)
-from .rules.settings import settings_attrs
+from .rules.defaults import settings_attrs
 
 if TYPE_CHECKING:  # reading a run needs neither the loop nor the tracer
     from .traces import Tracer

@@ -163,7 +163,7 @@ def test_every_entry_point_resolves_the_same_config(rule, capsys):
     assert cli == api and sweep == api, rule
     assert ex.config() == api  # the explorer's config builder (its controls)
     # what the rule declares is what it trains with, wherever it was chosen
-    own = pl.rules.settings.own_settings(rule)
+    own = pl.rules.defaults.own_settings(rule)
     assert {k: getattr(api, k) for k in own} == own
     # the user's value wins everywhere, even one equal to the default
     mine = pl.resolve(RunConfig(rule=rule, lr=0.1, **USER))

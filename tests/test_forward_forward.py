@@ -90,7 +90,7 @@ def test_ff_scores_equal_each_label_run_through_the_net():
 
 def test_ff_learns_real_mnist_in_the_loop_with_its_own_evaluation(data_dir):
     # (the synthetic task is no test for FF: its label overwrites 10 of its 32 features)
-    # FF's own settings (rules/settings.py), one hidden layer of 500, 2 epochs on 5000 samples.
+    # FF's own settings (rules/defaults.py), one hidden layer of 500, 2 epochs on 5000 samples.
     # Measured at seeds 0-3: 81.2-83.7 % test accuracy with the native kernels, 82.1-84.3 %
     # with ATEN_CPU_CAPABILITY=default (scalar ATen, MKL SSE4.2, oneDNN SSE4.1, one thread):
     # the bound below lies 20 points under the lowest. (Two layers of 128 learn too slowly for

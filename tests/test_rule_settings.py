@@ -1,4 +1,4 @@
-"""A rule's own settings (rules/settings.py): they come with the rule wherever it is chosen and
+"""A rule's own settings (rules/defaults.py): they come with the rule wherever it is chosen and
 nothing else sets them (a preset, the CLI's --rule, the explorer's dropdown: test_widgets.py),
 an explicit value wins, and the run records which of its settings are its rule's own. Settings
 that cannot learn are said before a run and after it (advice.py), in the CLI here."""
@@ -13,7 +13,7 @@ from pepita_lab.advice import outcome, unlearnable
 from pepita_lab.cli import build_parser, configs_from_args, main
 from pepita_lab.config import PRESETS, RunConfig
 from pepita_lab.rules import rule_names
-from pepita_lab.rules.settings import (TRAINING_FIELDS, own_settings, settings_attrs,
+from pepita_lab.rules.defaults import (TRAINING_FIELDS, own_settings, settings_attrs,
                                        switched_settings)
 
 PAPER = {k: PRESETS["paper-mnist"].get(k, getattr(RunConfig(), k)) for k in TRAINING_FIELDS}
@@ -54,7 +54,7 @@ def test_an_explicit_setting_wins_over_the_rules(rule):
         assert {k: getattr(config, k) for k in rest} == rest
     # a preset and a RunConfig keep what they say until resolved; one preset
     assert pl.preset("paper-mnist", rule=rule).lr == 0.1
-    assert pl.preset is pl.config.preset and not hasattr(pl.rules.settings, "preset")
+    assert pl.preset is pl.config.preset and not hasattr(pl.rules.defaults, "preset")
 
 
 @pytest.mark.parametrize("rule", rule_names())

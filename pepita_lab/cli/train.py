@@ -43,7 +43,7 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
 def _resolved(args, base: RunConfig) -> RunConfig:
     """`base` resolved (`rules.resolve`: its rule's own settings where no flag was given);
     which it took is kept in `args.rule_settings` and said on stderr."""
-    from ..rules.settings import describe
+    from ..rules.defaults import describe
 
     base, args.rule_settings = resolve_and_say(base)
     if args.rule_settings:

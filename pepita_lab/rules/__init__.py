@@ -12,7 +12,7 @@ docs/adding-a-rule.md); nothing inside this package is edited.
 Modules: `interface` (the `Rule` base, the `Step` a training step gets, `Cost`, the registry),
 `factors` (the `Factors` a rule returns and the layer arithmetic on them), `pepita/` (the passes
 written once, the registered rule, mirroring, the streamed step's checks), `backprop`,
-`feedback_alignment`, `drtp`, `forward_forward`, `settings` (a rule's own training
+`feedback_alignment`, `drtp`, `forward_forward`, `defaults` (a rule's own training
 settings) and `validation` (`resolve`, the one door into training). The per-sample oracles of
 the rules are tests/oracles.py.
 """

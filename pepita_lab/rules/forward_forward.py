@@ -134,7 +134,7 @@ class ForwardForward(Rule):
     # momentum 0.9 and weight decay 3e-4, batches of 100, no dropout
     paper_overrides = {"bias": True, "lr": 0.001, "weight_decay": 3e-4, "batch_size": 100,
                        "keep_prob": 1.0}
-    # FF's own settings (wherever rule "ff" is chosen, rules/settings.py): the above but for
+    # FF's own settings (wherever rule "ff" is chosen, rules/defaults.py): the above but for
     # batches of 50, which learn faster in short runs (2 epochs on 10000 MNIST samples, one
     # hidden layer of 1024, seeds 0 / 1 / 2: 86.9 / 86.2 / 87.0 % against 86.9 / 84.8 / 85.3 %
     # at 100; lr 0.0005 / 0.002 / 0.003 / 0.005 at 100: 84.0 / 85.5 / 85.5 / 77.3 %; the

@@ -98,8 +98,8 @@ class Rule:
     baseline: ClassVar[bool] = True
     paper_overrides: ClassVar[dict] = {}
     # the training settings the rule is usually trained with where they differ from the
-    # paper's preset for the dataset (lr, batch_size, ...: `rules.settings.TRAINING_FIELDS`);
-    # they apply wherever the rule is chosen and the user has not set them (rules/settings.py)
+    # paper's preset for the dataset (lr, batch_size, ...: `rules.defaults.TRAINING_FIELDS`);
+    # they apply wherever the rule is chosen and the user has not set them (rules/defaults.py)
     trained_with: ClassVar[dict] = {}
     # the config fields marked `rule_option` that this rule reads (any other stays at its
     # default: `rules.validate` refuses a value the rule would ignore)

@@ -30,7 +30,7 @@ def resolve(config: RunConfig | dict | list) -> RunConfig | list[RunConfig]:
 def resolve_and_say(config: RunConfig | dict) -> tuple[RunConfig, dict]:
     """`resolve` of one config, and the rule's own settings it took (field: value; what the
     CLI and the explorer say: `settings.describe`)."""
-    from .settings import with_rule_settings
+    from .defaults import with_rule_settings
 
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)

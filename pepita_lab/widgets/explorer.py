@@ -24,7 +24,7 @@ from .. import plots
 from ..advice import unlearnable
 from ..api import Run, run_datasets, train
 from ..config import ConfigError, RunConfig
-from ..rules.settings import settings_attrs, switched_settings
+from ..rules.defaults import settings_attrs, switched_settings
 from ..rules.validation import resolve
 from ..traces import Tracer
 from .charts import (CHART_HEIGHT, CHART_WIDTH, EMBED_OPTIONS, SECOND_TITLES, _placeholder,
@@ -138,7 +138,7 @@ class Explorer:
         show_widths(self.controls, self.max_depth)
 
     def _on_rule(self, change) -> None:
-        """A rule chosen: the sliders move to its settings (`rules.settings`), the settings
+        """A rule chosen: the sliders move to its settings (`rules.defaults`), the settings
         without a control (biases, lr schedule) go with the config it builds."""
         values = switched_settings(change["new"], self.base)
         self.rule_base = dataclasses.replace(self.base, rule=change["new"], **{
