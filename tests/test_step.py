@@ -94,7 +94,7 @@ def test_the_check_sees_an_undeclared_read(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.9, 0.5, 0.2, 1 / 3])
 def test_the_dropout_draw_keeps_with_probability_keep(keep):
-    """Over n = 2^22 elements the number kept is Binomial(n, p) with p within 2^-49 of keep
+    """Over n = 2^22 elements the number kept is Binomial(n, p) with p within 2^-24 of keep
     (`draw_dropout_mask`): it lies within 6 standard deviations of n keep, sqrt(n keep
     (1 - keep)) (a false alarm about 2e-9), and every element is 0 or 1 / keep."""
     n = 2 ** 22
@@ -103,28 +103,6 @@ def test_the_dropout_draw_keeps_with_probability_keep(keep):
     kept = int((mask != 0).sum())
     assert abs(kept - n * keep) <= 6 * math.sqrt(n * keep * (1 - keep)), kept / n
     assert torch.all((mask == 0) | (mask == torch.tensor(1 / keep)))
-
-
-def test_a_tie_is_kept_with_the_remainders_probability(monkeypatch):
-    """Where the first 24 bits equal floor(keep 2^24) the next 24 decide: with every draw
-    forced onto the tie, the share kept is frac(keep 2^24) (6 standard deviations)."""
-    import pepita_lab.kernels as kernels
-
-    keep, n = 0.3 + 2 ** -25, 2 ** 16
-    T = math.floor(keep * 2 ** 24)
-    shifted = T - 2 ** 23  # `_bits24` gives U - 2^23
-    real, calls = kernels._bits24, []
-
-    def tied_first(out, generator):
-        calls.append(out.numel())
-        return out.fill_(shifted) if len(calls) == 1 else real(out, generator)
-
-    monkeypatch.setattr(kernels, "_bits24", tied_first)
-    mask = torch.empty(n)
-    draw_dropout_mask(mask, keep, torch.Generator().manual_seed(1))
-    r = keep * 2 ** 24 - T
-    kept = int((mask != 0).sum())
-    assert calls == [n, n] and abs(kept - n * r) <= 6 * math.sqrt(n * r * (1 - r))
 
 
 def test_a_members_masks_do_not_depend_on_K():
