@@ -83,11 +83,14 @@ def member_velocity(velocity: list[Tensor], net: Net, k: int) -> list[Tensor]:
 class Callback(Protocol):
     """Hooks the loop calls for each run (a `Member`: one run of the loop, with its config,
     net, history and the loop's epoch and step); implement any subset (records, live charts,
-    checkpoints). `on_step_end` gets the step's factors, which hold every member's (K, B, ...)."""
+    checkpoints). `on_step_end` gets the step's factors, which hold every member's (K, B, ...);
+    `on_diverged` is called once, after the epoch in which the run diverged (the others of a
+    population go on)."""
 
     def on_train_start(self, run: "Member") -> None: ...
     def on_step_end(self, run: "Member", factors: Factors | None) -> None: ...
     def on_epoch_end(self, run: "Member") -> None: ...
+    def on_diverged(self, run: "Member") -> None: ...
 
 
 

@@ -218,6 +218,11 @@ class RunStore:
     def on_epoch_end(self, trainer: "Member") -> None:
         self.save(trainer, "running", checkpoint=True)
 
+    def on_diverged(self, trainer: "Member") -> None:
+        """A population's member that diverged is finished: its folder says so at once (a
+        process killed while the others train does not leave it to be trained again)."""
+        self.save(trainer, "diverged", checkpoint=False)
+
     def save(self, trainer: "Member", status: str, *, checkpoint: bool):
         """Write the datasets with `status`; the checkpoint only for a complete epoch (a run
         stopped or diverged mid-epoch keeps the last good one)."""

@@ -354,7 +354,11 @@ class Trainer:
         with tqdm(total=(self.base.epochs - self.epoch) * self.steps_per_epoch, unit="step",
                   disable=not self.progress, desc=desc, leave=False) as bar:
             while self.epoch < self.base.epochs and any(r.alive for r in self.members):
+                was_alive = [r.alive for r in self.members]
                 status = self.train_epoch(bar, should_stop)
+                for run, was in zip(self.members, was_alive):
+                    if was and not run.alive:  # its record final now, not when the rest end
+                        run.emit("on_diverged")
                 if status != "ok":
                     stopped = status == "stopped"
                     break

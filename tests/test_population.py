@@ -1,8 +1,11 @@
 """Population training: K nets at once equal K separate runs (float tolerance)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import pepita_lab as pl
 from pepita_lab.cli import main
@@ -60,6 +63,28 @@ def test_a_diverging_member_is_marked_and_the_others_carry_on():
     assert bad.status == "diverged" and "nats" in bad.history.attrs["diverged_reason"]
     assert good.status == "completed"
     assert_equal_to_separate(good, pl.train(configs[0], progress=False))
+
+
+def test_a_diverged_members_folder_says_so_while_the_others_train(tmp_path):
+    """A member's folder records its divergence after the epoch it diverged in, not when the
+    population ends: a process killed in between leaves nothing to train again."""
+    configs = [BASE.replace(lr=0.05), BASE.replace(f_scale=100.0, lr=1.0)]
+    seen = []
+
+    def should_stop():  # called every step: read the folders as another process would
+        folders = {json.loads((p / "config.json").read_text())["config"]["f_scale"]: p
+                   for p in tmp_path.iterdir() if (p / "history.nc").exists()}
+        if 0.05 in folders and 100.0 in folders:
+            good = xr.load_dataset(folders[0.05] / "history.nc")
+            if good.sizes["epoch"] >= 3:  # epochs 0, 1 and 2 recorded: in the third
+                seen.append(xr.load_dataset(folders[100.0] / "history.nc").attrs["status"])
+        return False
+
+    good, bad = pl.train_population(configs, out=tmp_path, progress=False,
+                                    should_stop=should_stop)
+    assert bad.status == "diverged" and bad.history.attrs["diverged_epoch"] == 1
+    assert good.status == "completed"
+    assert seen and set(seen) == {"diverged"}, seen
 
 
 def test_members_must_share_the_architecture():
