@@ -16,7 +16,7 @@ import torch
 import pepita_lab as pl
 from pepita_lab.data import TensorData, load_data
 from pepita_lab.reproduce import search
-from pepita_lab.reproduce.searched import SearchedSpec, run_searched
+from pepita_lab.reproduce.searched import SearchedSpec, long_run_order, run_searched
 from pepita_lab.store import RunStore
 
 
@@ -73,6 +73,13 @@ def test_the_search_never_reads_the_test_split(tmp_path, monkeypatch):
         assert len(result["rungs"][0]["candidates"]) == 4  # the same budget for every rule
         assert len(result["rungs"][1]["candidates"]) == 2
         assert result["settings"]["lr"] in [c["lr"] for c in result["rungs"][1]["candidates"]]
+
+
+def test_long_runs_go_deepest_first_pepita_and_its_baselines_before_the_options():
+    order = long_run_order(SearchedSpec().cells())
+    assert order[:7] == ["h3-pepita", "h3-pepita-minus", "h3-bp", "h3-fa", "h3-pepita+wd+norm",
+                         "h3-pepita+mirror", "h3-ff"]
+    assert sorted(order) == sorted(SearchedSpec().cells()) and order[-1] == "h1-ff"
 
 
 def test_a_finished_run_is_never_trained_again(tmp_path):

@@ -2,13 +2,13 @@
 by the lab's search on a validation split (`reproduce.search`), then trained long over seeds.
 
 `run_searched` is the one resumable command (`pepita-lab reproduce deeper --search`): it works
-through the searches, then the long runs (deepest first), skipping what is finished (a long
+through the searches, then the long runs (`long_run_order`), skipping what is finished (a long
 run's folder whose history says completed or diverged, for exactly the config it should hold),
 resuming what was interrupted from its last checkpoint (`pepita_lab.resume`: a killed process
 loses at most the epoch in progress), and training the rest, a cell's seeds as one population
-(`pepita_lab.grid` with run folders). Processes share the work by claiming items with file locks (`claims/`), so
-two one-thread processes started with the same command split it; each writes the tables from
-what is finished when it runs out of work (`searched_tables`).
+(`pepita_lab.grid` with run folders). Processes share the work by claiming items with file
+locks (`claims/`), so two one-thread processes started with the same command split it; each
+writes the tables from what is finished when it runs out of work (`searched_tables`).
 """
 
 from __future__ import annotations
@@ -159,9 +159,8 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
         write_json({"command": command, "pepita_lab_version": __version__,
                     "python": sys.version.split()[0]}, out / "made_by.json")
     bars = progress and sys.stderr.isatty()  # step bars on a terminal, not in a log file
-    # the long runs deepest first: three hidden layers is the question the table answers
-    deepest = sorted(cells, key=lambda c: -depth_of(c))
-    items = [("search", c) for c in cells] + [("runs", c) for c in deepest] if train else []
+    items = ([("search", c) for c in cells] + [("runs", c) for c in long_run_order(cells)]
+             if train else [])
     waiting = []
     for kind, cell in items:
         if _item_done(spec, out, kind, cell, cells[cell]):
@@ -183,6 +182,23 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
         locks.release(lock)
     say(progress_line(spec, out, cells))
     return written
+
+
+# Within a depth, the long runs of PEPITA and its baselines first, then the follow-up's
+# options, FF last: the question is how close PEPITA's variants come to BP and FA.
+LONG_RUN_ORDER = ("pepita", "pepita-minus", "bp", "fa", "pepita+wd+norm", "pepita+mirror",
+                  "ff")
+
+
+def long_run_order(cells) -> list[str]:
+    """The cells' long runs in the order they are trained: deepest first (three hidden
+    layers is the question the table answers), then `LONG_RUN_ORDER`."""
+    def key(cell):
+        variant = cell.split("-", 1)[1]
+        rank = LONG_RUN_ORDER.index(variant) if variant in LONG_RUN_ORDER else len(LONG_RUN_ORDER)
+        return -depth_of(cell), rank
+
+    return sorted(cells, key=key)
 
 
 def _work(spec, out, kind, cell, config, log, progress) -> None:
