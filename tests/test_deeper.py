@@ -147,6 +147,9 @@ def test_two_processes_share_the_work(tmp_path):
     assert sorted(items) == ["runs h1-bp", "runs h1-pepita", "search h1-bp",
                              "search h1-pepita"]  # each item done once, by one of them
     assert "long runs 3/3 done" in outputs[0] + outputs[1]
+    made_by = json.loads((out / "made_by.json").read_text())  # the command and the code
+    assert made_by["command"].startswith("pepita-lab reproduce deeper --search")
+    assert made_by["git_revision"] == pl.records.git_revision()
     whole = tmp_path / "whole"
     run_searched(tiny_spec(), whole, progress=False, figures=False)
     assert (out / "table.md").read_text() == (whole / "table.md").read_text()

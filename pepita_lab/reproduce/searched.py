@@ -154,10 +154,11 @@ def run_searched(spec: SearchedSpec, out: str | Path, *, progress: bool = True,
 
     if command and train:
         from .. import __version__
-        from ..records import write_json
+        from ..records import git_revision, write_json
 
         write_json({"command": command, "pepita_lab_version": __version__,
-                    "python": sys.version.split()[0]}, out / "made_by.json")
+                    "git_revision": git_revision(), "python": sys.version.split()[0]},
+                   out / "made_by.json")
     bars = progress and sys.stderr.isatty()  # step bars on a terminal, not in a log file
     items = ([("search", c) for c in cells] + [("runs", c) for c in long_run_order(cells)]
              if train else [])
