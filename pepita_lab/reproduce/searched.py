@@ -25,7 +25,8 @@ from ..config import ConfigError, RunConfig
 from ..records import run_id
 from . import search
 from .deeper import DEEPER_DEPTHS, DEEPER_VARIANTS, deeper_plan
-from .state import depth_of, epochs_done, long_configs, run_state, search_result
+from .state import (depth_of, epochs_done, long_configs, run_state, search_result,
+                    variant_of_cell)
 
 EPOCHS = 30  # the long runs; lr x0.1 after 18 and 27 (the paper's 60 and 90 of 100)
 EPOCH_S = {1: 7.0, 2: 15.0, 3: 35.0}  # one thread, 1024 wide, 60000 samples: before measuring
@@ -195,7 +196,7 @@ def long_run_order(cells) -> list[str]:
     """The cells' long runs in the order they are trained: deepest first (three hidden
     layers is the question the table answers), then `LONG_RUN_ORDER`."""
     def key(cell):
-        variant = cell.split("-", 1)[1]
+        variant = variant_of_cell(cell)
         rank = LONG_RUN_ORDER.index(variant) if variant in LONG_RUN_ORDER else len(LONG_RUN_ORDER)
         return -depth_of(cell), rank
 

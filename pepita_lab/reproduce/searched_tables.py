@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..records import read_netcdf, run_id, with_run_coords
+from .state import depth_of, variant_of_cell
 
 
 def write_searched(spec, out: Path, cells: dict, *, figures: bool = True) -> list[Path]:
@@ -23,7 +24,7 @@ def write_searched(spec, out: Path, cells: dict, *, figures: bool = True) -> lis
 
     search_rows, settings_rows, run_rows, histories = [], [], [], []
     for cell, config in cells.items():
-        variant, depth = cell.split("-", 1)[1], int(cell.split("-", 1)[0][1:])
+        variant, depth = variant_of_cell(cell), depth_of(cell)
         result = search_result(out, cell)
         where = {"cell": cell, "variant": variant, "depth": depth}
         if result is None:
@@ -81,8 +82,8 @@ def accuracy_table(runs: pd.DataFrame, cells: dict, settings_rows: list[dict]) -
     """Markdown: final test accuracy (%) per variant (rows) and depth (columns), mean ± std over
     the seeds that completed (their number of the planned); diverged runs with their epoch;
     what is not finished said as such."""
-    depths = sorted({int(c.split("-", 1)[0][1:]) for c in cells})
-    variants = list(dict.fromkeys(c.split("-", 1)[1] for c in cells))
+    depths = sorted({depth_of(c) for c in cells})
+    variants = list(dict.fromkeys(variant_of_cell(c) for c in cells))
     status = {r["cell"]: r["status"] for r in settings_rows}
     lines = ["| variant | " + " | ".join(f"{d} hidden" for d in depths) + " |",
              "| --- |" + " --- |" * len(depths)]

@@ -14,6 +14,11 @@ def depth_of(cell: str) -> int:
     return int(cell.split("-", 1)[0][1:])
 
 
+def variant_of_cell(cell: str) -> str:
+    """The variant of a cell name `h<depth>-<variant>`."""
+    return cell.split("-", 1)[1]
+
+
 def search_result(out: Path, cell: str) -> dict | None:
     file = out / "search" / cell / "result.json"
     return json.loads(file.read_text()) if file.exists() else None
@@ -70,7 +75,7 @@ def finished_histories(out: str | Path):
         config = read_config(path.parent)
         if run_state(path.parent, config) == "done":
             h = with_run_coords(read_netcdf(path), config)
-            histories.append(h.assign_coords(variant=path.parent.parent.name.split("-", 1)[1]))
+            histories.append(h.assign_coords(variant=variant_of_cell(path.parent.parent.name)))
     if not histories:
         return None
     return xr.concat(histories, dim="run", join="outer", coords="all",
