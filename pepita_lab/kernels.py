@@ -148,7 +148,7 @@ def draw_dropout_mask(mask: Tensor, keep: float, generator: torch.Generator) -> 
     A uniform draw compared with `keep`: the distribution of `bernoulli_(keep)` with keep
     rounded up to a multiple of 2^-24 (`uniform_` gives multiples of 2^-24), at about half
     `bernoulli_`'s cost on the CPU. An exact draw (24 random bits an element, ties with
-    keep 2^24 resolved by 24 more) was tried for 0.6.0 and left out: faster alone on a
+    keep 2^24 resolved by 24 more) was tried in issue 32 and left out: faster alone on a
     (64, 1024) mask (0.82x), it made the paper's MNIST step about 5 % slower
     (docs/performance.md, "The dropout draw")."""
     return mask.uniform_(generator=generator).lt_(keep).div_(keep)
